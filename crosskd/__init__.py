@@ -1,0 +1,3 @@
+"""crosskd (public API assembled once all modules land)."""
+
+__version__ = "0.1.0"

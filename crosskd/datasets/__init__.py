@@ -1,0 +1,1 @@
+"""Loaders for reference data and built-in generators for demos and tests."""
