@@ -109,10 +109,14 @@ class Teacher(ABC):
         return self.soft_targets(X, 1.0).double().numpy()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(kind={self.info.kind!r}, num_classes={self.info.num_classes})"
+        return (
+            f"{type(self).__name__}(kind={self.info.kind!r}, num_classes={self.info.num_classes})"
+        )
 
 
-def binary_logits_from_margin(margin: np.ndarray | torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def binary_logits_from_margin(
+    margin: np.ndarray | torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
     """Exact two-class logits of a model whose positive-class probability is ``sigmoid(scale * m)``.
 
     ``softmax([0, scale * m]) == [1 - sigmoid(scale * m), sigmoid(scale * m)]`` exactly, so the
@@ -126,7 +130,9 @@ def binary_logits_from_margin(margin: np.ndarray | torch.Tensor, scale: float = 
     Returns:
         ``(n, 2)`` float32 tensor.
     """
-    m = torch.as_tensor(np.asarray(margin, dtype=np.float64) if not torch.is_tensor(margin) else margin)
+    m = torch.as_tensor(
+        np.asarray(margin, dtype=np.float64) if not torch.is_tensor(margin) else margin
+    )
     m = m.double().reshape(-1) * float(scale)
     return torch.stack([torch.zeros_like(m), m], dim=1).float()
 
@@ -141,10 +147,14 @@ def logits_from_proba(proba: np.ndarray | torch.Tensor, eps: float = PROBA_EPS) 
     Returns:
         ``(n, num_classes)`` float32 tensor.
     """
-    p = torch.as_tensor(np.asarray(proba, dtype=np.float64) if not torch.is_tensor(proba) else proba)
+    p = torch.as_tensor(
+        np.asarray(proba, dtype=np.float64) if not torch.is_tensor(proba) else proba
+    )
     p = p.double()
     if p.ndim != 2:
-        raise DataError(f"Probabilities must be 2-D (n_samples, num_classes); got shape {tuple(p.shape)}.")
+        raise DataError(
+            f"Probabilities must be 2-D (n_samples, num_classes); got shape {tuple(p.shape)}."
+        )
     return torch.log(p.clamp(min=eps, max=1.0)).float()
 
 
@@ -256,7 +266,9 @@ def fingerprint(X: Any) -> str:
             if values.dtype.kind in "biufcmM":
                 h.update(np.ascontiguousarray(values).tobytes())
             else:
-                h.update("\x1f".join("\x00" if v is None or v != v else str(v) for v in values).encode())
+                h.update(
+                    "\x1f".join("\x00" if v is None or v != v else str(v) for v in values).encode()
+                )
         return h.hexdigest()
     if torch.is_tensor(X):
         X = X.detach().cpu().numpy()

@@ -1,0 +1,49 @@
+"""Teachers: every source model (LightGBM, scikit-learn, torch, precomputed) behind one protocol.
+
+The adapters are imported on first use, so ``import crosskd.teachers`` imports neither lightgbm nor
+scikit-learn; ``lightgbm`` is imported only when a :class:`LightGBMTeacher` is created.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .base import Teacher, TeacherInfo
+
+if TYPE_CHECKING:
+    from .ensemble import EnsembleTeacher
+    from .lightgbm import LightGBMTeacher
+    from .module import ModuleTeacher
+    from .precomputed import PrecomputedTeacher
+    from .sklearn import SklearnTeacher
+
+__all__ = [
+    "Teacher",
+    "TeacherInfo",
+    "LightGBMTeacher",
+    "SklearnTeacher",
+    "ModuleTeacher",
+    "PrecomputedTeacher",
+    "EnsembleTeacher",
+]
+
+_LAZY = {
+    "LightGBMTeacher": ".lightgbm",
+    "SklearnTeacher": ".sklearn",
+    "ModuleTeacher": ".module",
+    "PrecomputedTeacher": ".precomputed",
+    "EnsembleTeacher": ".ensemble",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
