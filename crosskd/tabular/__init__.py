@@ -1,0 +1,6 @@
+"""Tabular data: DataFrame encoding and small PyTorch students."""
+
+from .encoder import EncodedTable, TabularEncoder
+from .students import MLP, TabularStudent
+
+__all__ = ["TabularEncoder", "EncodedTable", "MLP", "TabularStudent"]
