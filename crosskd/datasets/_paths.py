@@ -18,7 +18,7 @@ def data_root() -> Path | None:
     """
     env = os.environ.get("CROSSKD_DATA")
     if env:
-        return Path(env)
+        return Path(env) if Path(env).is_dir() else None
     candidates = [Path.cwd().parent / "shared" / "data"]
     candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data")
     for candidate in candidates:
