@@ -18,6 +18,7 @@ __all__ = [
     "NotFittedError",
     "BundleError",
     "DeviceError",
+    "TrainingError",
 ]
 
 
@@ -47,3 +48,7 @@ class BundleError(CrossKDError, OSError):
 
 class DeviceError(CrossKDError, RuntimeError):
     """The requested device or precision is not available on this machine."""
+
+
+class TrainingError(CrossKDError, RuntimeError):
+    """Training went wrong in a way the settings can fix (the loss became NaN or infinite, ...)."""

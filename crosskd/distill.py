@@ -1,0 +1,243 @@
+"""``crosskd distill`` for a user's own table: teacher, student, bundle, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .datasets.tables import read_table
+from .exceptions import ConfigError, DataError
+from .profiling import model_size
+
+__all__ = ["distill_table", "REPORT_NAME", "STUDENT_NAME", "TEACHER_NAME"]
+
+REPORT_NAME = "report.json"
+STUDENT_NAME = "student.safetensors"
+TEACHER_NAME = "teacher-lightgbm.txt"
+
+
+def _split_target(
+    frame: pd.DataFrame, target: str, drop: Sequence[str], what: str
+) -> tuple[pd.DataFrame, pd.Series]:
+    if target not in frame.columns:
+        raise DataError(
+            f"Target column {target!r} is not in {what}; its columns are {list(frame.columns)[:20]}. "
+            "Pass the label column with --target."
+        )
+    missing = [c for c in drop if c not in frame.columns]
+    if missing:
+        raise DataError(f"--drop names columns {missing} that are not in {what}.")
+    if target in drop:
+        raise ConfigError(f"--drop names the target column {target!r}; drop other columns only.")
+    X = frame.drop(columns=[target, *drop])
+    if X.shape[1] == 0:
+        raise DataError(f"{what} has no feature column left after removing the target and --drop.")
+    return X, frame[target]
+
+
+def _label_codes(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
+    codes = pd.Index(classes).get_indexer(pd.Index(y.to_numpy()))
+    if (codes < 0).any():
+        unknown = sorted({str(v) for v in y.to_numpy()[codes < 0]})[:10]
+        raise DataError(
+            f"{what} has labels {unknown} that the training data does not have (classes "
+            f"{[str(c) for c in classes]}). Use the same label values in both files."
+        )
+    return codes
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def distill_table(
+    data: str | Path,
+    target: str,
+    out: str | Path,
+    *,
+    test: str | Path | None = None,
+    teacher_model: str | Path | None = None,
+    drop: Sequence[str] = (),
+    temperature: float = 2.0,
+    alpha: float = 0.7,
+    hidden: Sequence[int] = (32, 16),
+    epochs: int = 30,
+    batch_size: int = 512,
+    test_size: float = 0.2,
+    device: str = "auto",
+    precision: str = "32",
+    seed: int = 0,
+    progress: bool = True,
+    echo: Any = print,
+) -> dict[str, Any]:
+    """Distil a LightGBM teacher into a small MLP on a table, and write the results to ``out``.
+
+    Rows whose target is missing are a transfer set: the teacher labels them and the student learns
+    from those soft targets only. Labels are ordered by value (``sorted``); a LightGBM model given
+    with ``teacher_model`` must use the same order (class ``i`` is the i-th smallest label).
+
+    Writes ``out/student.safetensors``, ``out/teacher-lightgbm.txt`` (when a teacher is trained) and
+    ``out/report.json``. Returns the report.
+    """
+    from sklearn.model_selection import train_test_split
+
+    from .tabular import TabularStudent
+    from .tabular.gbdt import fit_lightgbm
+    from .teachers import LightGBMTeacher
+    from .trainer import Distiller
+
+    if not (0.0 < test_size < 1.0):
+        raise ConfigError(f"--test-size must be in (0, 1), got {test_size}.")
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r} exists and is not a folder.")
+    frame = read_table(data)
+    X_all, y_all = _split_target(frame, target, drop, f"--data {str(data)!r}")
+    unlabelled = y_all.isna().to_numpy()
+    X_transfer = X_all[unlabelled] if unlabelled.any() else None
+    X, y = X_all[~unlabelled], y_all[~unlabelled]
+    classes = sorted(pd.unique(y), key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        raise DataError(
+            f"Target column {target!r} has a single value ({classes[0]!r}) in the labelled rows; a "
+            "classifier needs at least two classes."
+        )
+    codes = _label_codes(y, classes, "--data")
+    counts = np.bincount(codes, minlength=len(classes))
+    stratify = codes if counts.min() >= 2 else None
+    if test is not None:
+        X_test, y_test = _split_target(read_table(test), target, drop, f"--test {str(test)!r}")
+        keep = ~y_test.isna().to_numpy()
+        X_test, y_test_codes = X_test[keep], _label_codes(y_test[keep], classes, "--test")
+        X_fit, y_fit = X, codes
+    else:
+        idx_fit, idx_test = train_test_split(
+            np.arange(len(codes)), test_size=test_size, random_state=seed, stratify=stratify
+        )
+        X_fit, y_fit = X.iloc[np.sort(idx_fit)], codes[np.sort(idx_fit)]
+        X_test, y_test_codes = X.iloc[np.sort(idx_test)], codes[np.sort(idx_test)]
+    fit_counts = np.bincount(y_fit, minlength=len(classes))
+    idx_train, idx_val = train_test_split(
+        np.arange(len(y_fit)),
+        test_size=0.15,
+        random_state=seed,
+        stratify=y_fit if fit_counts.min() >= 2 else None,
+    )
+    idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
+    X_train, y_train = X_fit.iloc[idx_train], y_fit[idx_train]
+    X_val, y_val = X_fit.iloc[idx_val], y_fit[idx_val]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if teacher_model is not None:
+        teacher = LightGBMTeacher(teacher_model)
+        if teacher.info.num_classes != len(classes):
+            raise DataError(
+                f"--teacher-model has {teacher.info.num_classes} classes but target {target!r} has "
+                f"{len(classes)} ({[str(c) for c in classes]}). Use a model trained on this target."
+            )
+        teacher_path = Path(teacher_model)
+    else:
+        echo(f"training a LightGBM teacher on {len(y_train):,} rows ...")
+        model = fit_lightgbm(X_train, y_train, eval_set=(X_val, y_val), seed=seed)
+        teacher_path = out_dir / TEACHER_NAME
+        tmp = teacher_path.with_name(f".{teacher_path.name}.tmp")
+        model.booster_.save_model(str(tmp))
+        os.replace(tmp, teacher_path)
+        teacher = LightGBMTeacher(model)
+
+    binary = len(classes) == 2
+    student = TabularStudent(hidden=tuple(hidden), num_classes=len(classes))
+    distiller = Distiller(
+        teacher,
+        student,
+        temperature=temperature,
+        alpha=alpha,
+        epochs=epochs,
+        batch_size=batch_size,
+        class_weight="balanced" if binary else None,
+        device=device,
+        precision=precision,
+        seed=seed,
+        progress=progress,
+    )
+    echo(f"distilling into a {'-'.join(str(h) for h in hidden)} MLP student ...")
+    distiller.fit(X_train, y_train, eval_set=(X_val, y_val), transfer=X_transfer)
+
+    from .metrics import classification_metrics
+
+    teacher_metrics = classification_metrics(y_test_codes, teacher.predict_proba(X_test))
+    student_metrics = classification_metrics(y_test_codes, distiller.predict_proba(X_test))
+    keys = ["roc_auc", "average_precision", "accuracy"] if binary else ["accuracy"]
+    keys = [k for k in keys if k in student_metrics]
+    student_path = distiller.save(out_dir / STUDENT_NAME)
+    t_size, s_size = model_size(teacher), model_size(distiller.student_)
+    report = {
+        "task": "binary" if binary else "multiclass",
+        "target": target,
+        "classes": [c.item() if hasattr(c, "item") else c for c in classes],
+        "rows": {
+            "train": int(len(y_train)),
+            "validation": int(len(y_val)),
+            "test": int(len(y_test_codes)),
+            "transfer": 0 if X_transfer is None else int(len(X_transfer)),
+        },
+        "settings": {
+            "temperature": temperature,
+            "alpha": alpha,
+            "hidden": list(hidden),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+            "device": str(device),
+            "precision": precision,
+        },
+        "teacher": {
+            "kind": "lightgbm",
+            "file": str(teacher_path),
+            "params": t_size.params,
+            "bytes": t_size.bytes,
+            "metrics": {k: teacher_metrics[k] for k in keys},
+        },
+        "student": {
+            "file": str(student_path),
+            "params": s_size.params,
+            "bytes": s_size.bytes,
+            "best_epoch": distiller.best_epoch_,
+            "metrics": {k: student_metrics[k] for k in keys},
+        },
+    }
+    _write_json(out_dir / REPORT_NAME, report)
+    echo("")
+    echo(f"{'model':<10}{'params':>10}{'bytes':>11}" + "".join(f"{k:>19}" for k in keys))
+    for name, part in (("teacher", report["teacher"]), ("student", report["student"])):
+        echo(
+            f"{name:<10}{part['params']:>10,}{part['bytes']:>11,}"
+            + "".join(f"{part['metrics'][k]:>19.4f}" for k in keys)
+        )
+    echo(
+        f"\nwrote {out_dir / REPORT_NAME}, {student_path}"
+        + (f", {teacher_path}" if teacher_model is None else "")
+    )
+    return report

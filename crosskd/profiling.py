@@ -1,0 +1,68 @@
+"""Size and speed of models, measured the same way for teachers and students."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ModelSize", "model_size", "time_inference"]
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Parameters and bytes of a model.
+
+    For a torch module: trainable parameters, and bytes of every tensor in its state dict. For a
+    LightGBM model: nodes of all trees (splits + leaves), and bytes of its text model file.
+    """
+
+    params: int
+    bytes: int
+
+
+def model_size(model: Any) -> ModelSize:
+    """Size of a torch module, a LightGBM Booster / LGBMClassifier, or a teacher wrapping one."""
+    inner = getattr(model, "model", None)
+    if isinstance(model, nn.Module):
+        module = getattr(model, "module", model)
+        params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        nbytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+        return ModelSize(params, nbytes)
+    booster = getattr(model, "booster_", None) or getattr(model, "booster", None)
+    if booster is None and type(model).__name__ == "Booster":
+        booster = model
+    if booster is not None and hasattr(booster, "model_to_string"):
+        text = booster.model_to_string()
+        leaves = sum(tree["num_leaves"] for tree in booster.dump_model()["tree_info"])
+        n_trees = booster.num_trees()
+        return ModelSize(2 * leaves - n_trees, len(text.encode()))
+    if inner is not None and inner is not model:
+        return model_size(inner)
+    raise TypeError(f"Cannot measure the size of a {type(model).__name__}.")
+
+
+def time_inference(
+    predict: Callable[[Any], Any], X: Any, *, repeats: int = 5, warmup: int = 1
+) -> float:
+    """Best wall-clock seconds of ``predict(X)`` over ``repeats`` calls, after ``warmup`` calls.
+
+    The best (not the mean) of several runs is the least disturbed by other work on the machine.
+    Use it to compare models side by side in one process.
+    """
+    for _ in range(warmup):
+        predict(X)
+    best = float("inf")
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        predict(X)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best

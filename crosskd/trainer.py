@@ -1,0 +1,692 @@
+"""The one student trainer: :class:`Distiller`.
+
+A :class:`Distiller` trains a student network on a teacher's temperature-softened class
+probabilities and, optionally, on labels. Whatever the teacher (LightGBM, scikit-learn, torch,
+precomputed), it sees logits only. In-memory data is encoded once, moved to the device once and
+sliced per batch: no per-row DataLoader.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import metrics as _metrics
+from ._device import autocast, check_precision, resolve_device
+from .exceptions import ConfigError, DataError, NotFittedError, TeacherError, TrainingError
+from .losses import IGNORE_LABEL, check_alpha, check_temperature, distillation_loss
+from .teachers.base import Teacher, TeacherInfo, num_rows
+
+__all__ = ["Distiller"]
+
+Inputs = tuple[torch.Tensor, ...]
+TEACHER_MODES = ("auto", "cached", "online")
+
+
+class Distiller:
+    """Distil a teacher into a student (scikit-learn style: settings here, fitted state in ``*_``).
+
+    Args:
+        teacher: any :class:`crosskd.teachers.Teacher`; None trains the student on labels only
+            (``alpha`` must then be 0): the baseline "student alone", or a teacher of your own.
+        student: a torch module returning ``(batch, num_classes)`` logits. A
+            :class:`crosskd.tabular.TabularStudent` is built and its encoder fitted on the training
+            data; any other module gets ``float32`` tensors of the rows as its one input.
+        temperature: T > 0 of the soft term (applied to teacher and student logits alike).
+        alpha: weight of the distillation term in [0, 1]; ``1 - alpha`` weighs the label term.
+        epochs: maximum number of passes over the training rows.
+        batch_size: rows per optimisation step.
+        lr: AdamW learning rate (cosine-decayed to 0 over the run, after a short warm-up).
+        weight_decay: AdamW weight decay.
+        class_weight: weights of the label term: None, ``"balanced"`` (inverse class frequency in
+            the labelled training rows), or a mapping label -> weight, or a sequence in class order.
+        focal_gamma: focal-loss gamma for the label term (0: cross-entropy).
+        teacher_mode: ``"cached"`` computes teacher logits once before training (GBDT, scikit-learn,
+            precomputed, or any teacher on data that is not augmented); ``"online"`` runs a torch
+            teacher (:class:`~crosskd.teachers.ModuleTeacher`) on every batch, on the same device;
+            ``"auto"`` is online only when ``augment`` is given.
+        augment: optional callable ``inputs -> inputs`` applied to each training batch (a tuple of
+            tensors on the device) before both student and online teacher see it.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (autocast; losses stay float32).
+        early_stopping: stop after this many epochs without improvement of ``val_metric`` on the
+            validation rows, and restore the best weights; None trains all epochs.
+        val_metric: ``"auto"`` (average precision for two classes, accuracy otherwise), ``"loss"``
+            (validation distillation loss), or any key of :func:`crosskd.metrics.classification_metrics`.
+        validation_fraction: when ``fit`` gets no ``eval_set``, hold out this share of the labelled
+            rows (seeded, stratified) for validation; None uses no validation.
+        chunk_size: rows per teacher call when caching logits, and per step when predicting.
+        seed: seeds weight initialisation, shuffling and the validation split.
+        progress: show a progress bar over epochs.
+    """
+
+    def __init__(
+        self,
+        teacher: Teacher | None,
+        student: nn.Module,
+        *,
+        temperature: float = 2.0,
+        alpha: float = 0.5,
+        epochs: int = 30,
+        batch_size: int = 512,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        class_weight: str | Mapping[Any, float] | Sequence[float] | None = None,
+        focal_gamma: float = 0.0,
+        teacher_mode: str = "auto",
+        augment: Callable[[Inputs], Inputs] | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "32",
+        early_stopping: int | None = 5,
+        val_metric: str = "auto",
+        validation_fraction: float | None = None,
+        chunk_size: int = 65536,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.teacher = teacher
+        self.student = student
+        self.temperature = temperature
+        self.alpha = alpha
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.class_weight = class_weight
+        self.focal_gamma = focal_gamma
+        self.teacher_mode = teacher_mode
+        self.augment = augment
+        self.device = device
+        self.precision = precision
+        self.early_stopping = early_stopping
+        self.val_metric = val_metric
+        self.validation_fraction = validation_fraction
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_settings(self) -> None:
+        check_temperature(self.temperature)
+        alpha = check_alpha(self.alpha)
+        check_precision(self.precision)
+        if self.teacher is None and alpha > 0:
+            raise ConfigError(
+                f"alpha={self.alpha} weighs a distillation term, but teacher is None. Pass a "
+                "teacher, or alpha=0 to train the student on labels only."
+            )
+        if self.teacher is not None and not isinstance(self.teacher, Teacher):
+            raise ConfigError(
+                f"teacher must be a crosskd Teacher (LightGBMTeacher, SklearnTeacher, ModuleTeacher, "
+                f"...), got {type(self.teacher).__name__}. Wrap your model in the adapter for its "
+                "library, e.g. LightGBMTeacher(booster)."
+            )
+        if not isinstance(self.student, nn.Module):
+            raise ConfigError(
+                f"student must be a torch.nn.Module, got {type(self.student).__name__}. "
+                "For tables use crosskd.TabularStudent(hidden=(32, 16))."
+            )
+        for name in ("epochs", "batch_size", "chunk_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
+        if self.early_stopping is not None and (
+            not isinstance(self.early_stopping, (int, np.integer)) or self.early_stopping < 1
+        ):
+            raise ConfigError(
+                f"early_stopping must be None or a positive number of epochs, got {self.early_stopping!r}."
+            )
+        if self.teacher_mode not in TEACHER_MODES:
+            raise ConfigError(
+                f"teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}."
+            )
+        if self.validation_fraction is not None and not (0.0 < self.validation_fraction < 1.0):
+            raise ConfigError(
+                f"validation_fraction must be in (0, 1) or None, got {self.validation_fraction!r}."
+            )
+
+    def _online(self) -> bool:
+        can_online = self.teacher is not None and hasattr(self.teacher, "logits_on_device")
+        mode = self.teacher_mode
+        if mode == "auto":
+            mode = "online" if (self.augment is not None and can_online) else "cached"
+        if mode == "online":
+            if not can_online:
+                raise ConfigError(
+                    "teacher_mode='online' runs the teacher on every batch and needs a torch "
+                    f"teacher (ModuleTeacher), got {type(self.teacher).__name__}. Use "
+                    "teacher_mode='cached' (and no augment) for GBDT, scikit-learn or precomputed "
+                    "teachers."
+                )
+            return True
+        if self.augment is not None and self.teacher is not None and self.alpha > 0:
+            raise ConfigError(
+                "augment changes every batch, so cached teacher logits would describe other inputs. "
+                f"Use a torch teacher (ModuleTeacher) online, or drop augment; got "
+                f"{type(self.teacher).__name__} with teacher_mode={self.teacher_mode!r}."
+            )
+        return False
+
+    # ------------------------------------------------------------------ data
+
+    def _teacher_info(self, X: Any) -> TeacherInfo:
+        assert self.teacher is not None
+        try:
+            return self.teacher.info
+        except TeacherError:
+            # A torch teacher learns its class count from one forward pass.
+            self.teacher.logits(_take_rows(X, np.arange(min(2, num_rows(X)))))
+            return self.teacher.info
+
+    def _classes_from(self, X: Any, y: np.ndarray) -> tuple[Any, ...]:
+        if self.teacher is not None:
+            return tuple(self._teacher_info(X).classes)
+        values = pd.unique(pd.Series(y).dropna())
+        try:
+            values = sorted(values)
+        except TypeError:
+            values = sorted(values, key=str)
+        return tuple(v.item() if hasattr(v, "item") else v for v in values)
+
+    def _encode_labels(self, y: Any, n: int, what: str) -> torch.Tensor:
+        y_arr = _as_label_array(y)
+        if len(y_arr) != n:
+            raise DataError(
+                f"{what}: X has {n} rows but y has {len(y_arr)} labels; they must match."
+            )
+        if pd.isna(pd.Series(y_arr)).any():
+            raise DataError(
+                f"{what}: y has {int(pd.isna(pd.Series(y_arr)).sum())} missing labels. Drop those "
+                "rows, or pass them as transfer=... (rows that get the teacher's targets only)."
+            )
+        index = pd.Index(self.classes_)
+        codes = index.get_indexer(pd.Index(y_arr))
+        if (codes < 0).any():
+            unknown = sorted({str(v) for v in np.asarray(y_arr)[codes < 0]})[:10]
+            raise DataError(
+                f"{what}: labels {unknown} are not among the classes {list(self.classes_)}"
+                + (" that the teacher knows" if self.teacher is not None else "")
+                + ". Check the target column, or map the labels to the teacher's classes."
+            )
+        return torch.from_numpy(codes.astype(np.int64))
+
+    def _student_inputs(self, X: Any) -> Inputs:
+        student = self.student_ if hasattr(self, "student_") else self.student
+        if hasattr(student, "encode"):
+            return tuple(student.encode(X))
+        return (_as_float_tensor(X),)
+
+    def _class_weight_tensor(self, targets: torch.Tensor) -> torch.Tensor | None:
+        cw = self.class_weight
+        k = len(self.classes_)
+        if cw is None:
+            return None
+        if isinstance(cw, str):
+            if cw != "balanced":
+                raise ConfigError(
+                    f"class_weight must be None, 'balanced', a mapping or a sequence, got {cw!r}."
+                )
+            labelled = targets[targets != IGNORE_LABEL]
+            counts = torch.bincount(labelled, minlength=k).double()
+            weights = labelled.numel() / (k * counts.clamp_min(1.0))
+            return weights.float()
+        if isinstance(cw, Mapping):
+            missing = [c for c in self.classes_ if c not in cw]
+            if missing:
+                raise ConfigError(
+                    f"class_weight has no weight for classes {missing}; give one for each of {list(self.classes_)}."
+                )
+            weights = [float(cw[c]) for c in self.classes_]
+        else:
+            weights = [float(w) for w in cw]
+            if len(weights) != k:
+                raise ConfigError(
+                    f"class_weight has {len(weights)} weights for {k} classes; give one per class."
+                )
+        if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+            raise ConfigError(
+                f"class_weight values must be finite, >= 0 and not all 0, got {weights}."
+            )
+        return torch.tensor(weights, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        eval_set: tuple[Any, Any] | None = None,
+        transfer: Any = None,
+    ) -> Distiller:
+        """Train the student.
+
+        Args:
+            X: training rows (DataFrame, array or tensor), as both teacher and student take them.
+            y: labels, in the teacher's label space (``teacher.info.classes``); None when
+                ``alpha == 1`` (the teacher's targets only).
+            eval_set: ``(X_val, y_val)`` for validation metrics, early stopping and best-weights
+                restore.
+            transfer: extra rows without labels (for example transactions whose labels are not
+                known yet, or synthetic rows) that get the teacher's soft targets only.
+
+        Returns:
+            self, with ``student_``, ``classes_``, ``history_``, ``best_epoch_``, ``fit_seconds_``.
+        """
+        started = time.perf_counter()
+        self._check_settings()
+        online = self._online()
+        device = resolve_device(self.device)
+        n = num_rows(X)
+        if n == 0:
+            raise DataError("fit got 0 training rows. Pass at least one row.")
+        if y is None and self.alpha < 1:
+            raise ConfigError(
+                f"alpha={self.alpha} < 1 needs labels: pass y, or alpha=1 to learn from the teacher only."
+            )
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+
+        self.classes_ = self._classes_from(X, _as_label_array(y) if y is not None else np.array([]))
+        if len(self.classes_) < 2:
+            raise DataError(
+                f"The target has {len(self.classes_)} class ({list(self.classes_)}); a classifier needs "
+                "at least 2. Check the target column, or the rows you selected."
+            )
+        targets = (
+            self._encode_labels(y, n, "fit")
+            if y is not None
+            else torch.full((n,), IGNORE_LABEL, dtype=torch.long)
+        )
+        if eval_set is None and self.validation_fraction is not None and y is not None:
+            X, targets, eval_set = self._hold_out(X, targets)
+            n = num_rows(X)
+
+        student = self.student
+        if hasattr(student, "build") and not getattr(student, "is_built", True):
+            student.build(X, len(self.classes_))
+        self.student_ = student.to(device)
+        inputs = self._student_inputs(X)
+        self._check_student_output(inputs, device)
+
+        teacher_logits = None
+        if self.teacher is not None and not online:
+            teacher_logits = self._cached_logits(X, "training rows")
+        if transfer is not None:
+            if self.teacher is None:
+                raise ConfigError(
+                    "transfer rows get the teacher's targets only, but teacher is None."
+                )
+            t_inputs = self._student_inputs(transfer)
+            inputs = tuple(torch.cat([a, b], dim=0) for a, b in zip(inputs, t_inputs, strict=True))
+            t_n = num_rows(transfer)
+            targets = torch.cat([targets, torch.full((t_n,), IGNORE_LABEL, dtype=torch.long)])
+            if teacher_logits is not None:
+                teacher_logits = torch.cat(
+                    [teacher_logits, self._cached_logits(transfer, "transfer rows")]
+                )
+        self.n_train_rows_, self.n_transfer_rows_ = (
+            n,
+            (num_rows(transfer) if transfer is not None else 0),
+        )
+
+        class_weight = self._class_weight_tensor(targets)
+        val = None
+        if eval_set is not None:
+            X_val, y_val = eval_set
+            v_n = num_rows(X_val)
+            val = {
+                "inputs": tuple(t.to(device) for t in self._student_inputs(X_val)),
+                "targets": self._encode_labels(y_val, v_n, "eval_set").to(device),
+                "teacher_logits": (
+                    self._cached_logits(X_val, "validation rows").to(device)
+                    if self.teacher is not None and not online and self.alpha > 0
+                    else None
+                ),
+            }
+
+        inputs = tuple(t.to(device) for t in inputs)
+        targets = targets.to(device)
+        if teacher_logits is not None:
+            teacher_logits = teacher_logits.to(device)
+        if class_weight is not None:
+            class_weight = class_weight.to(device)
+
+        self._train(inputs, targets, teacher_logits, class_weight, val, device, generator, online)
+        self.student_.eval()
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _hold_out(self, X: Any, targets: torch.Tensor) -> tuple[Any, torch.Tensor, tuple[Any, Any]]:
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(targets))
+        y_np = targets.numpy()
+        counts = np.bincount(y_np, minlength=len(self.classes_))
+        stratify = y_np if counts.min() >= 2 else None
+        train_idx, val_idx = train_test_split(
+            idx, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
+        )
+        train_idx.sort()
+        val_idx.sort()
+        X_train, X_val = _take_rows(X, train_idx), _take_rows(X, val_idx)
+        y_val = np.asarray(self.classes_, dtype=object)[y_np[val_idx]]
+        return X_train, targets[train_idx], (X_val, list(y_val))
+
+    def _check_student_output(self, inputs: Inputs, device: torch.device) -> None:
+        sample = tuple(t[:2].to(device) for t in inputs)
+        was_training = self.student_.training
+        self.student_.eval()
+        with torch.no_grad():
+            out = self.student_(*sample)
+        self.student_.train(was_training)
+        if not torch.is_tensor(out) or out.ndim != 2:
+            shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+            raise DataError(
+                f"The student must return (batch, num_classes) logits; it returned {shape}."
+            )
+        k = len(self.classes_)
+        if out.shape[1] != k:
+            who = (
+                f"{type(self.teacher).__name__} has"
+                if self.teacher is not None
+                else "The labels have"
+            )
+            raise DataError(
+                f"{who} {k} classes but the student outputs {out.shape[1]} logits. "
+                f"Give the student num_classes={k}."
+            )
+
+    def _cached_logits(self, X: Any, what: str) -> torch.Tensor:
+        assert self.teacher is not None
+        logits = self.teacher.logits(X, batch_size=self.chunk_size)
+        if not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).any(dim=-1).sum())
+            raise DataError(
+                f"The teacher returned non-finite logits for {bad} of the {what}. Check the input "
+                "rows for values the teacher cannot score."
+            )
+        return logits
+
+    def _train(
+        self,
+        inputs: Inputs,
+        targets: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        class_weight: torch.Tensor | None,
+        val: dict[str, Any] | None,
+        device: torch.device,
+        generator: torch.Generator,
+        online: bool,
+    ) -> None:
+        student = self.student_
+        n = targets.shape[0]
+        steps_per_epoch = math.ceil(n / self.batch_size)
+        total_steps = steps_per_epoch * self.epochs
+        warmup = min(100, max(1, total_steps // 20))
+        optimizer = torch.optim.AdamW(
+            student.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+
+        def lr_at(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+        use_scaler = self.precision == "16-mixed" and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        monitor = self._monitor_name()
+        higher_is_better = monitor != "loss"
+        best_value, best_state, best_epoch, bad_epochs = None, None, 0, 0
+        self.history_: list[dict[str, float]] = []
+
+        bar = _progress(range(self.epochs), enabled=self.progress, desc="distil")
+        for epoch in bar:
+            student.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            sums = {"loss": 0.0, "kd": 0.0, "ce": 0.0}
+            epoch_started = time.perf_counter()
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                batch = tuple(t[idx] for t in inputs)
+                if self.augment is not None:
+                    batch = self.augment(batch)
+                t_logits = (
+                    self.teacher.logits_on_device(*batch)  # type: ignore[union-attr]
+                    if online
+                    else (teacher_logits[idx] if teacher_logits is not None else None)
+                )
+                with autocast(device, self.precision):
+                    s_logits = student(*batch)
+                terms = distillation_loss(
+                    s_logits,
+                    t_logits,
+                    targets[idx],
+                    self.temperature,
+                    self.alpha,
+                    class_weight=class_weight,
+                    focal_gamma=self.focal_gamma,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(terms["loss"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                rows = idx.numel()
+                for key in sums:
+                    sums[key] += float(terms[key].detach()) * rows
+            if not math.isfinite(sums["loss"]):
+                raise TrainingError(
+                    f"Training diverged: the loss became {sums['loss']} in epoch {epoch + 1}. Lower "
+                    f"lr (now {self.lr}), use precision='32' (now {self.precision!r}), or check the "
+                    "inputs for extreme values."
+                )
+            record: dict[str, float] = {"epoch": epoch + 1}
+            record.update({f"train_{k}": v / n for k, v in sums.items()})
+            record["epoch_seconds"] = time.perf_counter() - epoch_started
+            if val is not None:
+                record.update(self._validate(val, class_weight, device))
+            self.history_.append(record)
+            if val is None:
+                continue
+            value = record.get(f"val_{monitor}")
+            if value is None or not math.isfinite(value):
+                continue
+            improved = best_value is None or (
+                value > best_value if higher_is_better else value < best_value
+            )
+            if improved:
+                best_value, best_epoch, bad_epochs = value, epoch + 1, 0
+                best_state = copy.deepcopy(student.state_dict())
+            else:
+                bad_epochs += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix({f"val_{monitor}": f"{value:.4f}", "best": best_epoch})
+            if self.early_stopping is not None and bad_epochs >= self.early_stopping:
+                break
+        if best_state is not None:
+            student.load_state_dict(best_state)
+        self.best_epoch_ = best_epoch if best_state is not None else len(self.history_)
+        self.best_score_ = best_value
+        self.monitor_ = f"val_{monitor}" if val is not None else None
+
+    def _monitor_name(self) -> str:
+        if self.val_metric != "auto":
+            return self.val_metric
+        return "average_precision" if len(self.classes_) == 2 else "accuracy"
+
+    def _validate(
+        self, val: dict[str, Any], class_weight: torch.Tensor | None, device: torch.device
+    ) -> dict[str, float]:
+        logits = self._forward_batched(val["inputs"], device)
+        terms = distillation_loss(
+            logits,
+            val["teacher_logits"],
+            val["targets"],
+            self.temperature,
+            self.alpha if val["teacher_logits"] is not None else 0.0,
+            class_weight=class_weight,
+            focal_gamma=self.focal_gamma,
+        )
+        out = {f"val_{k}": float(v) for k, v in terms.items()}
+        proba = torch.softmax(logits.float(), dim=-1).cpu().double().numpy()
+        metrics = _metrics.classification_metrics(val["targets"].cpu().numpy(), proba)
+        out.update({f"val_{k}": float(v) for k, v in metrics.items()})
+        if self.val_metric not in ("auto", "loss") and self.val_metric not in metrics:
+            raise ConfigError(
+                f"val_metric={self.val_metric!r} is not computed here; choose 'loss' or one of "
+                f"{sorted(metrics)}."
+            )
+        return out
+
+    def _forward_batched(self, inputs: Inputs, device: torch.device) -> torch.Tensor:
+        student = self.student_
+        was_training = student.training
+        student.eval()
+        n = inputs[0].shape[0]
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, n, self.chunk_size):
+                batch = tuple(t[start : start + self.chunk_size].to(device) for t in inputs)
+                with autocast(device, self.precision):
+                    parts.append(student(*batch).float())
+        student.train(was_training)
+        return torch.cat(parts) if parts else torch.empty(0, len(self.classes_), device=device)
+
+    # ------------------------------------------------------------------ use
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "student_"):
+            raise NotFittedError(
+                "This Distiller is not fitted yet: call fit(X, y) first, or Distiller.load(path)."
+            )
+
+    def predict_logits(self, X: Any) -> torch.Tensor:
+        """Student logits for the rows of ``X``: ``(n_samples, num_classes)`` float32 CPU tensor."""
+        self._check_fitted()
+        device = next(self.student_.parameters()).device
+        return self._forward_batched(self._student_inputs(X), device).cpu()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Student class probabilities, ``(n_samples, num_classes)`` float64, columns in ``classes_`` order."""
+        return torch.softmax(self.predict_logits(X).double(), dim=-1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class label of each row."""
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes_, dtype=object)[proba.argmax(axis=1)]
+
+    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
+        """Student metrics on labelled rows: ``roc_auc``, ``average_precision``, ``accuracy``,
+        ``log_loss`` for two classes; ``accuracy``, ``log_loss`` otherwise."""
+        self._check_fitted()
+        targets = self._encode_labels(y, num_rows(X), "evaluate").numpy()
+        return _metrics.classification_metrics(targets, self.predict_proba(X))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> Path:
+        """Save the trained student (weights, encoder, classes, settings) as one safetensors file.
+
+        No pickle is written or read; the file loads with :meth:`Distiller.load` or
+        :func:`crosskd.load`.
+        """
+        from .io import save_bundle
+
+        self._check_fitted()
+        meta = {
+            "classes": list(self.classes_),
+            "temperature": float(self.temperature),
+            "alpha": float(self.alpha),
+            "teacher": None if self.teacher is None else self.teacher.info.kind,
+            "best_epoch": int(self.best_epoch_),
+            "history": self.history_,
+        }
+        return save_bundle(path, self.student_, metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Distiller:
+        """A fitted Distiller (without its teacher) from a file written by :meth:`save`.
+
+        It predicts, evaluates and saves; fitting again needs a teacher.
+        """
+        from .io import load_bundle
+
+        student, settings = load_bundle(path)
+        out = cls(
+            None,
+            student,
+            temperature=settings.get("temperature", 1.0),
+            alpha=0.0,
+            device=device,
+            progress=False,
+        )
+        out.student_ = student.to(resolve_device(device)).eval()
+        out.classes_ = tuple(settings["classes"])
+        out.history_ = settings.get("history", [])
+        out.best_epoch_ = settings.get("best_epoch", len(out.history_))
+        return out
+
+
+def _as_label_array(y: Any) -> np.ndarray:
+    if isinstance(y, (pd.Series, pd.Index)):
+        return y.to_numpy()
+    if isinstance(y, pd.DataFrame):
+        if y.shape[1] != 1:
+            raise DataError(
+                f"y must be one column of labels, got a DataFrame with {y.shape[1]} columns."
+            )
+        return y.iloc[:, 0].to_numpy()
+    if torch.is_tensor(y):
+        y = y.detach().cpu().numpy()
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DataError(f"y must be 1-D (one label per row), got shape {arr.shape}.")
+    return arr
+
+
+def _as_float_tensor(X: Any) -> torch.Tensor:
+    if isinstance(X, pd.DataFrame):
+        raise DataError(
+            "This student takes tensors, but X is a DataFrame. Use crosskd.TabularStudent (it encodes "
+            "DataFrames), or pass X.to_numpy(dtype='float32')."
+        )
+    if torch.is_tensor(X):
+        t = X.detach().cpu()
+        return t.float() if t.is_floating_point() else t
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"X must be numeric for this student, got dtype {arr.dtype}.")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def _take_rows(X: Any, idx: np.ndarray) -> Any:
+    if hasattr(X, "iloc"):
+        return X.iloc[idx]
+    if torch.is_tensor(X):
+        return X[torch.from_numpy(idx)]
+    return np.asarray(X)[idx]
+
+
+def _progress(iterable: Any, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="epoch", leave=False)
