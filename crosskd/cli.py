@@ -178,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CrossKDError as err:
         print(f"crosskd: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # The file system refused something (permission denied, disk full, ...): still one line.
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"crosskd: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("crosskd: interrupted", file=sys.stderr)
         return 130

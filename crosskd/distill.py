@@ -21,6 +21,8 @@ __all__ = ["distill_table", "REPORT_NAME", "STUDENT_NAME", "TEACHER_NAME"]
 REPORT_NAME = "report.json"
 STUDENT_NAME = "student.safetensors"
 TEACHER_NAME = "teacher-lightgbm.txt"
+#: Fewest labelled rows ``distill_table`` accepts (they are split into train, validation and test).
+MIN_LABELLED_ROWS = 20
 
 
 def _split_target(
@@ -40,6 +42,58 @@ def _split_target(
     if X.shape[1] == 0:
         raise DataError(f"{what} has no feature column left after removing the target and --drop.")
     return X, frame[target]
+
+
+def _check_settings(
+    temperature: float,
+    alpha: float,
+    epochs: int,
+    batch_size: int,
+    test_size: float,
+    device: str,
+    precision: str,
+) -> None:
+    """Refuse bad settings before reading data or training the teacher (fail early)."""
+    from ._device import check_precision, resolve_device
+    from .losses import check_alpha, check_temperature
+
+    check_temperature(temperature)
+    check_alpha(alpha)
+    check_precision(precision)
+    resolve_device(device)
+    for flag, value in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value!r}.")
+    if not (0.0 < test_size < 1.0):
+        raise ConfigError(f"--test-size must be in (0, 1), got {test_size}.")
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the python value it holds (for messages and JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_target(y: pd.Series, target: str) -> None:
+    """Refuse a target with no label at all, or one that mixes numbers with stray text."""
+    labelled = y.dropna()
+    if labelled.empty:
+        raise DataError(
+            f"Target column {target!r} is empty in all {len(y):,} rows, so there is nothing to "
+            "learn from. Rows with an empty target are only a transfer set; give at least some "
+            "rows a label."
+        )
+    if labelled.dtype == object or isinstance(labelled.dtype, pd.StringDtype):
+        numeric = pd.to_numeric(labelled, errors="coerce")
+        text = labelled[numeric.isna()]
+        if 0 < len(text) < len(labelled):
+            examples = pd.Series(text.astype(str)).value_counts().head(5)
+            shown = ", ".join(f"{v!r} ({n} rows)" for v, n in examples.items())
+            raise DataError(
+                f"Target column {target!r} mixes numbers with text: {shown} are not numbers while "
+                f"{len(labelled) - len(text):,} rows are. This is usually a data error that would "
+                "become an extra class. Fix those values, or make them empty to use the rows as "
+                "unlabelled transfer rows."
+            )
 
 
 def _label_codes(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
@@ -108,28 +162,48 @@ def distill_table(
     from .teachers import LightGBMTeacher
     from .trainer import Distiller
 
-    if not (0.0 < test_size < 1.0):
-        raise ConfigError(f"--test-size must be in (0, 1), got {test_size}.")
+    _check_settings(temperature, alpha, epochs, batch_size, test_size, device, precision)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {str(out_dir)!r} exists and is not a folder.")
+        raise ConfigError(
+            f"--out {str(out_dir)!r} exists and is not a folder. Pass a folder path (it is created "
+            "when missing)."
+        )
     frame = read_table(data)
     X_all, y_all = _split_target(frame, target, drop, f"--data {str(data)!r}")
+    _check_target(y_all, target)
     unlabelled = y_all.isna().to_numpy()
     X_transfer = X_all[unlabelled] if unlabelled.any() else None
     X, y = X_all[~unlabelled], y_all[~unlabelled]
-    classes = sorted(pd.unique(y), key=lambda v: (str(type(v)), v))
+    classes = [_plain(c) for c in sorted(pd.unique(y), key=lambda v: (str(type(v)), v))]
     if len(classes) < 2:
         raise DataError(
-            f"Target column {target!r} has a single value ({classes[0]!r}) in the labelled rows; a "
-            "classifier needs at least two classes."
+            f"Target column {target!r} has a single value ({classes[0]!r}) in its "
+            f"{len(y):,} labelled rows; a classifier needs at least two classes. Check the target "
+            "column, or add rows of the other classes."
+        )
+    if len(y) < MIN_LABELLED_ROWS:
+        raise DataError(
+            f"--data has {len(y)} labelled rows; crosskd distill needs at least "
+            f"{MIN_LABELLED_ROWS} to split them into train, validation and test sets. Add rows."
         )
     codes = _label_codes(y, classes, "--data")
     counts = np.bincount(codes, minlength=len(classes))
     stratify = codes if counts.min() >= 2 else None
     if test is not None:
         X_test, y_test = _split_target(read_table(test), target, drop, f"--test {str(test)!r}")
+        lacking = [c for c in X.columns if c not in X_test.columns]
+        if lacking:
+            raise DataError(
+                f"--test {str(test)!r} lacks {len(lacking)} feature column(s) of --data: "
+                f"{[str(c) for c in lacking][:10]}. Pass a test table with the same columns."
+            )
         keep = ~y_test.isna().to_numpy()
+        if not keep.any():
+            raise DataError(
+                f"--test {str(test)!r} has no row with a label in {target!r}, so nothing can be "
+                "evaluated. Pass a test table with labels, or leave out --test."
+            )
         X_test, y_test_codes = X_test[keep], _label_codes(y_test[keep], classes, "--test")
         X_fit, y_fit = X, codes
     else:
@@ -148,8 +222,18 @@ def distill_table(
     idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
     X_train, y_train = X_fit.iloc[idx_train], y_fit[idx_train]
     X_val, y_val = X_fit.iloc[idx_val], y_fit[idx_val]
+    # The student's encoder is fitted here, on the rows Distiller.fit would fit it on, so that data
+    # it refuses (±inf, dates, ...) stops the run before the teacher is trained.
+    student = TabularStudent(hidden=tuple(hidden), num_classes=len(classes))
+    student.encoder.fit(X_train)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"Cannot create the --out folder {str(out_dir)!r}: {err.strerror or err}. Pass a "
+            "folder path you can write to."
+        ) from None
     if teacher_model is not None:
         teacher = LightGBMTeacher(teacher_model)
         if teacher.info.num_classes != len(classes):
@@ -168,7 +252,6 @@ def distill_table(
         teacher = LightGBMTeacher(model)
 
     binary = len(classes) == 2
-    student = TabularStudent(hidden=tuple(hidden), num_classes=len(classes))
     distiller = Distiller(
         teacher,
         student,
@@ -189,6 +272,15 @@ def distill_table(
 
     teacher_metrics = classification_metrics(y_test_codes, teacher.predict_proba(X_test))
     student_metrics = classification_metrics(y_test_codes, distiller.predict_proba(X_test))
+    # What the student's encoder met on the test rows (predict_proba just encoded them).
+    seen = distiller.student_.encoder.last_report_
+    test_encoding = {
+        "unseen_categories": {k: v for k, v in seen["unseen_categories"].items() if v},
+        "missing_values": {
+            **{k: v for k, v in seen["nan_counts"].items() if v},
+            **{k: v for k, v in seen["missing_categories"].items() if v},
+        },
+    }
     keys = ["roc_auc", "average_precision", "accuracy"] if binary else ["accuracy"]
     keys = [k for k in keys if k in student_metrics]
     student_path = distiller.save(out_dir / STUDENT_NAME)
@@ -227,6 +319,7 @@ def distill_table(
             "best_epoch": distiller.best_epoch_,
             "metrics": {k: student_metrics[k] for k in keys},
         },
+        "test_encoding": test_encoding,
     }
     _write_json(out_dir / REPORT_NAME, report)
     echo("")
@@ -235,6 +328,12 @@ def distill_table(
         echo(
             f"{name:<10}{part['params']:>10,}{part['bytes']:>11,}"
             + "".join(f"{part['metrics'][k]:>19.4f}" for k in keys)
+        )
+    unseen = sum(test_encoding["unseen_categories"].values())
+    if unseen:
+        echo(
+            f"\nnote: {unseen:,} test value(s) of categorical columns were never seen in training "
+            f"({test_encoding['unseen_categories']}); the student reads them as 'unknown'."
         )
     echo(
         f"\nwrote {out_dir / REPORT_NAME}, {student_path}"

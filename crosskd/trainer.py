@@ -67,6 +67,11 @@ class Distiller:
         chunk_size: rows per teacher call when caching logits, and per step when predicting.
         seed: seeds weight initialisation, shuffling and the validation split.
         progress: show a progress bar over epochs.
+        checkpoint_dir: folder where a training checkpoint (``checkpoint.safetensors``: weights,
+            optimizer, scheduler, random states, early-stopping state, history; no pickle) is
+            written atomically every ``checkpoint_every`` epochs and after the last one; None
+            writes none. ``fit(..., resume=True)`` continues from it.
+        checkpoint_every: epochs between two checkpoints.
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class Distiller:
         chunk_size: int = 65536,
         seed: int = 0,
         progress: bool = True,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 1,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -113,6 +120,8 @@ class Distiller:
         self.chunk_size = chunk_size
         self.seed = seed
         self.progress = progress
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ checks
 
@@ -142,6 +151,24 @@ class Distiller:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}.")
+        if not (
+            isinstance(self.weight_decay, (int, float))
+            and self.weight_decay >= 0
+            and math.isfinite(self.weight_decay)
+        ):
+            raise ConfigError(
+                f"weight_decay must be a number >= 0, got {self.weight_decay!r}; 0 disables it."
+            )
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ConfigError(
+                f"checkpoint_every must be a positive number of epochs, got {every!r}."
+            )
+        if self.checkpoint_dir is not None and Path(self.checkpoint_dir).is_file():
+            raise ConfigError(
+                f"checkpoint_dir {str(self.checkpoint_dir)!r} is a file; pass a folder (it is "
+                "created when missing)."
+            )
         if self.early_stopping is not None and (
             not isinstance(self.early_stopping, (int, np.integer)) or self.early_stopping < 1
         ):
@@ -194,6 +221,15 @@ class Distiller:
         if self.teacher is not None:
             return tuple(self._teacher_info(X).classes)
         values = pd.unique(pd.Series(y).dropna())
+        kinds = {type(v).__name__ for v in values if isinstance(v, str)} | {
+            "number" for v in values if not isinstance(v, str)
+        }
+        if len(kinds) > 1:
+            text = sorted(str(v) for v in values if isinstance(v, str))[:5]
+            raise DataError(
+                f"y mixes text labels {text} with numeric labels; they would become separate "
+                "classes ('1' and 1 differ). Give every label the same type, e.g. y.astype(str)."
+            )
         try:
             values = sorted(values)
         except TypeError:
@@ -222,11 +258,21 @@ class Distiller:
             )
         return torch.from_numpy(codes.astype(np.int64))
 
-    def _student_inputs(self, X: Any) -> Inputs:
+    def _student_inputs(self, X: Any, what: str = "X") -> Inputs:
         student = self.student_ if hasattr(self, "student_") else self.student
         if hasattr(student, "encode"):
-            return tuple(student.encode(X))
-        return (_as_float_tensor(X),)
+            inputs = tuple(student.encode(X))
+        else:
+            inputs = (_as_float_tensor(X, what, type(student).__name__),)
+        expected = getattr(self, "input_shapes_", None)
+        if expected is not None and [tuple(t.shape[1:]) for t in inputs] != expected:
+            got = [tuple(t.shape[1:]) for t in inputs]
+            raise DataError(
+                f"{what} gives the student inputs of per-row shape {got}, but it was trained on "
+                f"{expected}. Pass rows with the same columns as the training rows, in the same "
+                "order."
+            )
+        return inputs
 
     def _class_weight_tensor(self, targets: torch.Tensor) -> torch.Tensor | None:
         cw = self.class_weight
@@ -270,6 +316,7 @@ class Distiller:
         *,
         eval_set: tuple[Any, Any] | None = None,
         transfer: Any = None,
+        resume: bool | str | Path | None = None,
     ) -> Distiller:
         """Train the student.
 
@@ -281,6 +328,11 @@ class Distiller:
                 restore.
             transfer: extra rows without labels (for example transactions whose labels are not
                 known yet, or synthetic rows) that get the teacher's soft targets only.
+            resume: continue an interrupted run from a checkpoint: a checkpoint file or a folder
+                holding one, or True for ``checkpoint_dir`` (True starts afresh when that folder has
+                no checkpoint yet). The data, labels, teacher, student and settings must be those
+                of the run that wrote it (checked); the result is then exactly that of an
+                uninterrupted run. None or False: start afresh.
 
         Returns:
             self, with ``student_``, ``classes_``, ``history_``, ``best_epoch_``, ``fit_seconds_``.
@@ -289,9 +341,22 @@ class Distiller:
         self._check_settings()
         online = self._online()
         device = resolve_device(self.device)
+        resume_state = self._read_resume(resume)
         n = num_rows(X)
         if n == 0:
             raise DataError("fit got 0 training rows. Pass at least one row.")
+        if eval_set is not None and not (
+            isinstance(eval_set, (tuple, list)) and len(eval_set) == 2
+        ):
+            raise DataError(
+                "eval_set must be a pair (X_val, y_val), got "
+                + (
+                    f"a {type(eval_set).__name__} of length {len(eval_set)}"
+                    if isinstance(eval_set, (tuple, list))
+                    else f"a {type(eval_set).__name__}"
+                )
+                + ". Pass eval_set=(X_val, y_val)."
+            )
         if y is None and self.alpha < 1:
             raise ConfigError(
                 f"alpha={self.alpha} < 1 needs labels: pass y, or alpha=1 to learn from the teacher only."
@@ -310,26 +375,35 @@ class Distiller:
             if y is not None
             else torch.full((n,), IGNORE_LABEL, dtype=torch.long)
         )
+        full_logits = val_logits = None
         if eval_set is None and self.validation_fraction is not None and y is not None:
-            X, targets, eval_set = self._hold_out(X, targets)
+            if self.teacher is not None and not online:
+                # Scored before the split, so that a teacher tied to these rows (precomputed
+                # logits) gets exactly the rows it knows.
+                full_logits = self._cached_logits(X, "training rows")
+            X, targets, eval_set, (train_idx, val_idx) = self._hold_out(X, targets)
             n = num_rows(X)
+            if full_logits is not None:
+                full_logits, val_logits = full_logits[train_idx], full_logits[val_idx]
 
         student = self.student
         if hasattr(student, "build") and not getattr(student, "is_built", True):
             student.build(X, len(self.classes_))
         self.student_ = student.to(device)
-        inputs = self._student_inputs(X)
+        self.__dict__.pop("input_shapes_", None)  # a previous fit's widths do not apply
+        inputs = self._student_inputs(X, "X")
+        self.input_shapes_ = [tuple(t.shape[1:]) for t in inputs]
         self._check_student_output(inputs, device)
 
-        teacher_logits = None
-        if self.teacher is not None and not online:
+        teacher_logits = full_logits
+        if self.teacher is not None and not online and teacher_logits is None:
             teacher_logits = self._cached_logits(X, "training rows")
         if transfer is not None:
             if self.teacher is None:
                 raise ConfigError(
                     "transfer rows get the teacher's targets only, but teacher is None."
                 )
-            t_inputs = self._student_inputs(transfer)
+            t_inputs = self._student_inputs(transfer, "transfer")
             inputs = tuple(torch.cat([a, b], dim=0) for a, b in zip(inputs, t_inputs, strict=True))
             t_n = num_rows(transfer)
             targets = torch.cat([targets, torch.full((t_n,), IGNORE_LABEL, dtype=torch.long)])
@@ -347,12 +421,16 @@ class Distiller:
         if eval_set is not None:
             X_val, y_val = eval_set
             v_n = num_rows(X_val)
+            if v_n == 0:
+                raise DataError("eval_set has 0 rows. Pass validation rows, or eval_set=None.")
+            if val_logits is None and self.teacher is not None and not online and self.alpha > 0:
+                val_logits = self._cached_logits(X_val, "validation rows")
             val = {
-                "inputs": tuple(t.to(device) for t in self._student_inputs(X_val)),
+                "inputs": tuple(t.to(device) for t in self._student_inputs(X_val, "eval_set")),
                 "targets": self._encode_labels(y_val, v_n, "eval_set").to(device),
                 "teacher_logits": (
-                    self._cached_logits(X_val, "validation rows").to(device)
-                    if self.teacher is not None and not online and self.alpha > 0
+                    val_logits.to(device)
+                    if val_logits is not None and self.teacher is not None and self.alpha > 0
                     else None
                 ),
             }
@@ -364,18 +442,126 @@ class Distiller:
         if class_weight is not None:
             class_weight = class_weight.to(device)
 
-        self._train(inputs, targets, teacher_logits, class_weight, val, device, generator, online)
+        checkpoint = None
+        if self.checkpoint_dir is not None or resume_state is not None:
+            from . import checkpoint as _ckpt
+
+            run = self._run_identity(inputs, targets, teacher_logits, val, online)
+            if resume_state is not None:
+                _ckpt.check_same_run(resume_state.run, run, self._resume_path)
+            if self.checkpoint_dir is not None:
+                checkpoint = (Path(self.checkpoint_dir) / _ckpt.CHECKPOINT_NAME, run)
+        self._train(
+            inputs,
+            targets,
+            teacher_logits,
+            class_weight,
+            val,
+            device,
+            generator,
+            online,
+            checkpoint=checkpoint,
+            resume_state=resume_state,
+        )
         self.student_.eval()
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
-    def _hold_out(self, X: Any, targets: torch.Tensor) -> tuple[Any, torch.Tensor, tuple[Any, Any]]:
+    # ------------------------------------------------------------------ checkpoints
+
+    #: settings that change the training trajectory: a checkpoint resumes only with equal values.
+    _RUN_SETTINGS = (
+        "temperature",
+        "alpha",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "class_weight",
+        "focal_gamma",
+        "precision",
+        "early_stopping",
+        "val_metric",
+        "validation_fraction",
+        "seed",
+    )
+
+    def _read_resume(self, resume: bool | str | Path | None) -> Any:
+        """The :class:`~crosskd.checkpoint.TrainingState` to continue from, or None."""
+        from . import checkpoint as _ckpt
+
+        self._resume_path = None
+        if resume is None or resume is False:
+            return None
+        if resume is True:
+            if self.checkpoint_dir is None:
+                raise ConfigError(
+                    "resume=True continues from checkpoint_dir, but checkpoint_dir is None. Pass "
+                    "Distiller(..., checkpoint_dir=folder), or resume=path of a checkpoint."
+                )
+            path = _ckpt.resolve_checkpoint(self.checkpoint_dir, must_exist=False)
+            if not path.is_file():
+                return None  # nothing to resume yet: a fresh run that writes checkpoints
+        elif isinstance(resume, (str, Path)) or hasattr(resume, "__fspath__"):
+            path = _ckpt.resolve_checkpoint(resume)
+        else:
+            raise ConfigError(
+                f"resume must be None, True or the path of a checkpoint (file or folder), got "
+                f"{type(resume).__name__}."
+            )
+        self._resume_path = path
+        return _ckpt.load_checkpoint(path)
+
+    def _run_identity(
+        self,
+        inputs: Inputs,
+        targets: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        val: dict[str, Any] | None,
+        online: bool,
+    ) -> dict[str, Any]:
+        """Settings and fingerprints that must match for a checkpoint to be resumed."""
+        from .checkpoint import tensor_fingerprint
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, Mapping):
+                return {str(k): plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return value.item() if isinstance(value, np.generic) else value
+
+        student_shapes = {k: list(v.shape) for k, v in self.student_.state_dict().items()}
+        return {
+            "settings": {name: plain(getattr(self, name)) for name in self._RUN_SETTINGS},
+            "data": tensor_fingerprint(*inputs),
+            "targets": tensor_fingerprint(targets),
+            "teacher": "online" if online else tensor_fingerprint(teacher_logits),
+            "validation": (
+                None
+                if val is None
+                else tensor_fingerprint(*val["inputs"], val["targets"], val["teacher_logits"])
+            ),
+            "student": f"{type(self.student_).__name__}:{sorted(student_shapes.items())}",
+        }
+
+    def _hold_out(
+        self, X: Any, targets: torch.Tensor
+    ) -> tuple[Any, torch.Tensor, tuple[Any, Any], tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import train_test_split
 
         idx = np.arange(len(targets))
+        n_val = math.ceil(self.validation_fraction * len(idx))
+        if len(idx) - n_val < 1 or n_val < 1:
+            raise DataError(
+                f"validation_fraction={self.validation_fraction} of {len(idx)} training row(s) "
+                "leaves no row to train on or none to validate on. Pass more rows, a different "
+                "validation_fraction, or validation_fraction=None."
+            )
         y_np = targets.numpy()
         counts = np.bincount(y_np, minlength=len(self.classes_))
-        stratify = y_np if counts.min() >= 2 else None
+        stratify = y_np if counts.min() >= 2 and n_val >= len(self.classes_) else None
+        if stratify is not None and len(idx) - n_val < len(self.classes_):
+            stratify = None
         train_idx, val_idx = train_test_split(
             idx, test_size=self.validation_fraction, random_state=self.seed, stratify=stratify
         )
@@ -383,7 +569,7 @@ class Distiller:
         val_idx.sort()
         X_train, X_val = _take_rows(X, train_idx), _take_rows(X, val_idx)
         y_val = np.asarray(self.classes_, dtype=object)[y_np[val_idx]]
-        return X_train, targets[train_idx], (X_val, list(y_val))
+        return X_train, targets[train_idx], (X_val, list(y_val)), (train_idx, val_idx)
 
     def _check_student_output(self, inputs: Inputs, device: torch.device) -> None:
         sample = tuple(t[:2].to(device) for t in inputs)
@@ -411,7 +597,10 @@ class Distiller:
 
     def _cached_logits(self, X: Any, what: str) -> torch.Tensor:
         assert self.teacher is not None
-        logits = self.teacher.logits(X, batch_size=self.chunk_size)
+        try:
+            logits = self.teacher.logits(X, batch_size=self.chunk_size)
+        except DataError as err:
+            raise DataError(f"The teacher could not score the {what}: {err}") from None
         if not torch.isfinite(logits).all():
             bad = int((~torch.isfinite(logits)).any(dim=-1).sum())
             raise DataError(
@@ -430,10 +619,24 @@ class Distiller:
         device: torch.device,
         generator: torch.Generator,
         online: bool,
+        checkpoint: tuple[Path, dict[str, Any]] | None = None,
+        resume_state: Any = None,
     ) -> None:
         student = self.student_
         n = targets.shape[0]
-        steps_per_epoch = math.ceil(n / self.batch_size)
+        starts = list(range(0, n, self.batch_size))
+        if _has_batch_norm(student) and n - starts[-1] == 1:
+            # BatchNorm cannot normalise a batch of one row in training mode: the last row joins
+            # the previous batch instead.
+            if len(starts) == 1:
+                raise DataError(
+                    "The student has BatchNorm layers, which need at least 2 rows per batch in "
+                    "training, but there is 1 training row. Pass more rows, or a student without "
+                    "BatchNorm."
+                )
+            starts.pop()
+        bounds = list(zip(starts, starts[1:] + [n], strict=True))
+        steps_per_epoch = len(bounds)
         total_steps = steps_per_epoch * self.epochs
         warmup = min(100, max(1, total_steps // 20))
         optimizer = torch.optim.AdamW(
@@ -453,15 +656,35 @@ class Distiller:
         higher_is_better = monitor != "loss"
         best_value, best_state, best_epoch, bad_epochs = None, None, 0, 0
         self.history_: list[dict[str, float]] = []
+        first_epoch = 0
+        if resume_state is not None:
+            from .checkpoint import restore_rng
 
-        bar = _progress(range(self.epochs), enabled=self.progress, desc="distil")
+            state = resume_state
+            student.load_state_dict(state.model)
+            optimizer.load_state_dict(state.optimizer)
+            scheduler.load_state_dict(state.scheduler)
+            if state.scaler:
+                scaler.load_state_dict(state.scaler)
+            restore_rng(state.rng, generator)
+            best_value, best_epoch, bad_epochs = (
+                state.best_value,
+                state.best_epoch,
+                state.bad_epochs,
+            )
+            if state.best_state is not None:
+                best_state = {k: v.to(device) for k, v in state.best_state.items()}
+            self.history_ = [dict(record) for record in state.history]
+            first_epoch = self.epochs if state.stopped else state.epoch
+
+        bar = _progress(range(first_epoch, self.epochs), enabled=self.progress, desc="distil")
         for epoch in bar:
             student.train()
             order = torch.randperm(n, generator=generator).to(device)
             sums = {"loss": 0.0, "kd": 0.0, "ce": 0.0}
             epoch_started = time.perf_counter()
-            for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
+            for start, stop in bounds:
+                idx = order[start:stop]
                 batch = tuple(t[idx] for t in inputs)
                 if self.augment is not None:
                     batch = self.augment(batch)
@@ -501,22 +724,46 @@ class Distiller:
             if val is not None:
                 record.update(self._validate(val, class_weight, device))
             self.history_.append(record)
-            if val is None:
-                continue
-            value = record.get(f"val_{monitor}")
-            if value is None or not math.isfinite(value):
-                continue
-            improved = best_value is None or (
-                value > best_value if higher_is_better else value < best_value
-            )
-            if improved:
-                best_value, best_epoch, bad_epochs = value, epoch + 1, 0
-                best_state = copy.deepcopy(student.state_dict())
-            else:
-                bad_epochs += 1
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix({f"val_{monitor}": f"{value:.4f}", "best": best_epoch})
-            if self.early_stopping is not None and bad_epochs >= self.early_stopping:
+            stop_now = False
+            value = record.get(f"val_{monitor}") if val is not None else None
+            if value is not None and math.isfinite(value):
+                improved = best_value is None or (
+                    value > best_value if higher_is_better else value < best_value
+                )
+                if improved:
+                    best_value, best_epoch, bad_epochs = value, epoch + 1, 0
+                    best_state = copy.deepcopy(student.state_dict())
+                else:
+                    bad_epochs += 1
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix({f"val_{monitor}": f"{value:.4f}", "best": best_epoch})
+                stop_now = self.early_stopping is not None and bad_epochs >= self.early_stopping
+            if checkpoint is not None and (
+                stop_now or (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
+            ):
+                from .checkpoint import TrainingState, capture_rng, save_checkpoint
+
+                path, run = checkpoint
+                save_checkpoint(
+                    path,
+                    TrainingState(
+                        epoch=epoch + 1,
+                        stopped=stop_now,
+                        model=student.state_dict(),
+                        optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(),
+                        scaler=scaler.state_dict(),
+                        rng=capture_rng(generator),
+                        best_value=best_value,
+                        best_epoch=best_epoch,
+                        bad_epochs=bad_epochs,
+                        best_state=best_state,
+                        history=self.history_,
+                        run=run,
+                    ),
+                )
+                self.checkpoint_path_ = path
+            if stop_now:
                 break
         if best_state is not None:
             student.load_state_dict(best_state)
@@ -661,19 +908,52 @@ def _as_label_array(y: Any) -> np.ndarray:
     return arr
 
 
-def _as_float_tensor(X: Any) -> torch.Tensor:
+def _as_float_tensor(X: Any, what: str = "X", owner: str = "This student") -> torch.Tensor:
+    """``X`` as one CPU tensor for a plain (non-tabular) student: numeric, >= 2-D, finite."""
     if isinstance(X, pd.DataFrame):
         raise DataError(
-            "This student takes tensors, but X is a DataFrame. Use crosskd.TabularStudent (it encodes "
-            "DataFrames), or pass X.to_numpy(dtype='float32')."
+            f"{owner} takes tensors, but {what} is a DataFrame. Use crosskd.TabularStudent (it "
+            "encodes DataFrames), or pass X.to_numpy(dtype='float32')."
         )
     if torch.is_tensor(X):
         t = X.detach().cpu()
-        return t.float() if t.is_floating_point() else t
-    arr = np.asarray(X)
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"X must be numeric for this student, got dtype {arr.dtype}.")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        t = t.float() if t.is_floating_point() else t
+    else:
+        try:
+            arr = np.asarray(X)
+        except ValueError:
+            raise DataError(
+                f"{what} is ragged (rows of different lengths); pass a 2-D array "
+                "(n_samples, n_features)."
+            ) from None
+        if arr.dtype.kind not in "biuf":
+            raise DataError(
+                f"{what} must be numeric for {owner}, got dtype {arr.dtype}. Convert it, or use "
+                "crosskd.TabularStudent for tables with text columns."
+            )
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if t.ndim < 2:
+        raise DataError(
+            f"{what} has shape {tuple(t.shape)}; {owner} needs rows: (n_samples, n_features) or "
+            "(n_samples, channels, height, width). Reshape one row with x.reshape(1, -1), one "
+            "feature with x.reshape(-1, 1)."
+        )
+    if t.is_floating_point():
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            n_nan = int(torch.isnan(t).sum())
+            n_inf = int((~finite).sum()) - n_nan
+            first = tuple(int(i) for i in (~finite).nonzero()[0])
+            raise DataError(
+                f"{what} has {n_nan} NaN and {n_inf} infinite value(s) (first at index {first}); "
+                f"{owner} takes finite numbers only. Impute or drop them, or use "
+                "crosskd.TabularStudent, which encodes NaN with a missing-value indicator."
+            )
+    return t
+
+
+def _has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def _take_rows(X: Any, idx: np.ndarray) -> Any:
