@@ -1,0 +1,147 @@
+"""The `crosskd` command: demo and distill, end to end on small data."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import crosskd
+from crosskd.cli import main
+from crosskd.demo import run_demo
+
+
+def fraud_like_csv(path, n=1500, seed=0, with_missing_target=0):
+    rng = np.random.default_rng(seed)
+    merchant = rng.choice(["grocery", "fuel", "online", "atm", "travel"], n)
+    amount = rng.gamma(2.0, 40.0, n)
+    night = rng.integers(0, 2, n)
+    risk = 0.02 + 0.25 * (merchant == "online") * night + 0.2 * (amount > 200)
+    fraud = (rng.random(n) < risk).astype(int)
+    frame = pd.DataFrame(
+        {
+            "transaction_id": np.arange(n),
+            "amount": amount.round(2),
+            "night": night,
+            "merchant": merchant,
+            "customer_age": rng.normal(45, 12, n).round(),
+            "is_fraud": fraud,
+        }
+    )
+    frame.loc[rng.choice(n, 60, replace=False), "customer_age"] = np.nan
+    if with_missing_target:
+        frame["is_fraud"] = frame["is_fraud"].astype("Float64")
+        frame.loc[rng.choice(n, with_missing_target, replace=False), "is_fraud"] = pd.NA
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_demo_tiny_prints_table(capsys):
+    result = run_demo(size="tiny", seeds=1, progress=False)
+    out = capsys.readouterr().out
+    for name in ("LightGBM teacher", "student alone", "student distilled"):
+        assert f"| {name} |" in out
+    assert "CPU ms / 10k rows" in out
+    distilled = result.row("student distilled")
+    assert distilled.params == result.row("student alone").params > 0
+    assert 0.5 < distilled.roc_auc[0] <= 1.0
+    assert result.row("LightGBM teacher").bytes > distilled.bytes
+
+
+def test_distill_csv_end_to_end(tmp_path, capsys):
+    data = tmp_path / "transactions.csv"
+    fraud_like_csv(data, with_missing_target=200)
+    out = tmp_path / "run"
+    code = main(
+        ["distill", "--data", str(data), "--target", "is_fraud", "--out", str(out),
+         "--drop", "transaction_id", "--epochs", "4", "--seed", "1", "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "binary"
+    assert report["rows"]["transfer"] == 200
+    for part in ("teacher", "student"):
+        assert report[part]["params"] > 0
+        assert set(report[part]["metrics"]) >= {"roc_auc", "average_precision"}
+        assert 0.0 <= report[part]["metrics"]["roc_auc"] <= 1.0
+    teacher_files = [p.name for p in out.iterdir() if "teacher" in p.name]
+    assert teacher_files == ["teacher-lightgbm.txt"]
+    printed = capsys.readouterr().out
+    assert "teacher" in printed and "student" in printed
+
+    # The saved student predicts from the raw frame (the ID column is simply ignored).
+    student = crosskd.load(out)
+    frame = pd.read_csv(data)
+    proba = student.predict_proba(frame.drop(columns=["is_fraud"]))
+    assert proba.shape == (len(frame), 2)
+
+    # The teacher it wrote is reusable.
+    out2 = tmp_path / "run2"
+    code = main(
+        ["distill", "--data", str(data), "--target", "is_fraud", "--out", str(out2),
+         "--drop", "transaction_id", "--teacher-model", str(out / "teacher-lightgbm.txt"),
+         "--epochs", "2", "--seed", "1", "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    report2 = json.loads((out2 / "report.json").read_text())
+    # Same seed, same split, same teacher: the same teacher metrics.
+    assert report2["teacher"]["metrics"] == pytest.approx(report["teacher"]["metrics"], abs=1e-9)
+    assert not any("teacher" in p.name for p in out2.iterdir())
+
+
+def test_distill_multiclass_with_test_file(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 900
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    label = np.where(x1 > 0.5, "high", np.where(x1 < -0.5, "low", "mid"))
+    frame = pd.DataFrame({"x1": x1, "x2": x2, "segment": label})
+    frame.iloc[:700].to_parquet(tmp_path / "train.parquet")
+    frame.iloc[700:].to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "run"
+    code = main(
+        ["distill", "--data", str(tmp_path / "train.parquet"), "--target", "segment",
+         "--test", str(tmp_path / "test.csv"), "--out", str(out), "--epochs", "5",
+         "--temperature", "4", "--alpha", "0.5", "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "multiclass"
+    assert report["rows"]["test"] == 200
+    assert set(report["student"]["metrics"]) == {"accuracy"}
+    assert report["classes"] == ["high", "low", "mid"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "nope"], "Target column 'nope' is not in --data"),
+        (["--target", "is_fraud", "--alpha", "2"], r"alpha must be in \[0, 1\]"),
+        (["--target", "is_fraud", "--temperature", "0"], "temperature must be finite and > 0"),
+        (["--target", "is_fraud", "--drop", "ghost"], r"--drop names columns \['ghost'\]"),
+    ],
+)
+def test_distill_errors_are_one_line(tmp_path, capsys, args, message):
+    data = tmp_path / "t.csv"
+    fraud_like_csv(data, n=300)
+    code = main(["distill", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("crosskd: error: ")
+    assert err.count("\n") == 1
+    assert re.search(message, err)
+
+
+def test_cli_subprocess_missing_file_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "crosskd", "distill", "--data", str(tmp_path / "missing.csv"),
+         "--target", "y", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr
