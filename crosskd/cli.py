@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .config import DEFAULTS
 from .exceptions import CrossKDError
 
 __all__ = ["main"]
@@ -71,20 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="distil a teacher into a small student on your own table (CSV or parquet)",
         description=(
             "Train (or load) a LightGBM teacher on a table, distil it into a small MLP student, "
-            "and write the student bundle, the teacher and report.json to --out. Rows whose target "
-            "is empty are used as a transfer set: they get the teacher's targets only."
+            "and write the student bundle, the teacher, report.json, summary.md, plots and the "
+            "resolved config.yaml to --out. Rows whose target is empty are used as a transfer "
+            "set: they get the teacher's targets only. Settings can come from a YAML file "
+            "(CONFIG) whose keys are the flags' names (batch_size for --batch-size); flags given "
+            "on the command line override the file."
         ),
     )
+    d = DEFAULTS
+    distill.add_argument("config", nargs="?", metavar="CONFIG", help="YAML config file (optional)")
     distill.add_argument(
-        "--data", required=True, metavar="FILE", help="training table (.csv or .parquet)"
+        "--data", metavar="FILE", help="training table (.csv or .parquet); required"
     )
-    distill.add_argument("--target", required=True, metavar="COLUMN", help="the label column")
+    distill.add_argument("--target", metavar="COLUMN", help="the label column; required")
     distill.add_argument(
         "--test",
         metavar="FILE",
         help="test table; default: a seeded, stratified hold-out of --data",
     )
-    distill.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    distill.add_argument("--out", metavar="DIR", help="output folder; required")
     distill.add_argument(
         "--teacher-model",
         metavar="FILE",
@@ -93,46 +99,59 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument(
         "--drop",
         action="append",
-        default=[],
         metavar="COLUMN",
         help="column to ignore (repeatable), e.g. an ID",
     )
     distill.add_argument(
-        "--temperature", type=_number, default=2.0, help="distillation temperature T (default 2)"
+        "--temperature",
+        type=_number,
+        help=f"distillation temperature T (default {d['temperature']:g})",
     )
     distill.add_argument(
         "--alpha",
         type=_number,
-        default=0.7,
-        help="weight of the distillation term in [0, 1] (default 0.7)",
+        help=f"weight of the distillation term in [0, 1] (default {d['alpha']:g})",
     )
     distill.add_argument(
         "--hidden",
         type=_hidden,
-        default=(32, 16),
-        help="student hidden layer sizes (default 32,16)",
+        help=f"student hidden layer sizes (default {','.join(map(str, d['hidden']))})",
     )
     distill.add_argument(
         "--epochs",
         type=int,
-        default=30,
-        help="maximum epochs (default 30; early stopping on a validation split)",
+        help=f"maximum epochs (default {d['epochs']}; early stopping on a validation split)",
     )
-    distill.add_argument("--batch-size", type=int, default=512, help="rows per step (default 512)")
     distill.add_argument(
-        "--test-size", type=float, default=0.2, help="hold-out share when no --test (default 0.2)"
+        "--batch-size", type=int, help=f"rows per step (default {d['batch_size']})"
     )
-    distill.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    distill.add_argument(
+        "--test-size",
+        type=float,
+        help=f"hold-out share when no --test (default {d['test_size']:g})",
+    )
+    distill.add_argument("--device", help=f"auto, cpu, cuda, cuda:N (default {d['device']})")
     distill.add_argument(
         "--precision",
-        default="32",
         choices=["32", "bf16-mixed", "16-mixed"],
-        help="training precision (default 32)",
+        help=f"training precision (default {d['precision']})",
     )
     distill.add_argument(
-        "--seed", type=int, default=0, help="seed of splits and training (default 0)"
+        "--seed", type=int, help=f"seed of splits and training (default {d['seed']})"
     )
-    distill.add_argument("--quiet", action="store_true", help="no progress bars")
+    distill.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+
+    export = sub.add_parser(
+        "export",
+        help="export the student of a crosskd distill run (ONNX)",
+        description=(
+            "Write the student of RUN_DIR as ONNX (tabular students take the raw numeric columns "
+            "in training order), and check that onnxruntime gives torch's probabilities."
+        ),
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a crosskd distill output folder")
+    export.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    export.add_argument("--out", metavar="FILE", help="output file (default RUN_DIR/student.onnx)")
     return parser
 
 
@@ -155,26 +174,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
             )
         elif args.command == "distill":
+            from .config import KEYS, resolve_settings
             from .distill import distill_table
 
+            settings = resolve_settings(args.config, {k: getattr(args, k) for k in KEYS})
+            quiet = settings.pop("quiet")
             distill_table(
-                args.data,
-                args.target,
-                args.out,
-                test=args.test,
-                teacher_model=args.teacher_model,
-                drop=args.drop,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                hidden=args.hidden,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                test_size=args.test_size,
-                device=args.device,
-                precision=args.precision,
-                seed=args.seed,
-                progress=not args.quiet,
+                settings.pop("data"),
+                settings.pop("target"),
+                settings.pop("out"),
+                progress=not quiet,
+                **settings,
             )
+        elif args.command == "export":
+            from .export import export_command
+
+            export_command(args.run_dir, args.format, args.out)
     except CrossKDError as err:
         print(f"crosskd: error: {err}", file=sys.stderr)
         return 2

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .config import CONFIG_NAME, save_resolved_config
 from .datasets.tables import read_table
 from .exceptions import ConfigError, DataError
 from .profiling import model_size
+from .report import write_run_artefacts
 
 __all__ = ["distill_table", "REPORT_NAME", "STUDENT_NAME", "TEACHER_NAME"]
 
@@ -126,6 +128,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``echo`` of ranks other than 0 under torchrun."""
+
+
+def _device_type(device: str) -> str:
+    from ._device import resolve_device
+
+    return resolve_device(device).type
+
+
 def distill_table(
     data: str | Path,
     target: str,
@@ -227,8 +239,17 @@ def distill_table(
     student = TabularStudent(hidden=tuple(hidden), num_classes=len(classes))
     student.encoder.fit(X_train)
 
+    # Under torchrun: rank 0 trains the teacher and writes every file; the other ranks load that
+    # teacher, take part in training (DistributedDataParallel) and write nothing.
+    from .distributed import barrier, distributed_context, launched_distributed
+
+    ctx = distributed_context(_device_type(device)) if launched_distributed() else None
+    main = ctx is None or ctx.is_main
+    if not main:
+        echo = _silent  # one voice: rank 0's
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(
             f"Cannot create the --out folder {str(out_dir)!r}: {err.strerror or err}. Pass a "
@@ -243,13 +264,17 @@ def distill_table(
             )
         teacher_path = Path(teacher_model)
     else:
-        echo(f"training a LightGBM teacher on {len(y_train):,} rows ...")
-        model = fit_lightgbm(X_train, y_train, eval_set=(X_val, y_val), seed=seed)
         teacher_path = out_dir / TEACHER_NAME
-        tmp = teacher_path.with_name(f".{teacher_path.name}.tmp")
-        model.booster_.save_model(str(tmp))
-        os.replace(tmp, teacher_path)
-        teacher = LightGBMTeacher(model)
+        if main:
+            echo(f"training a LightGBM teacher on {len(y_train):,} rows ...")
+            model = fit_lightgbm(X_train, y_train, eval_set=(X_val, y_val), seed=seed)
+            tmp = teacher_path.with_name(f".{teacher_path.name}.tmp")
+            model.booster_.save_model(str(tmp))
+            os.replace(tmp, teacher_path)
+            teacher = LightGBMTeacher(model)
+        barrier()
+        if not main:
+            teacher = LightGBMTeacher(teacher_path)  # rank 0's teacher, so every rank agrees
 
     binary = len(classes) == 2
     distiller = Distiller(
@@ -267,11 +292,15 @@ def distill_table(
     )
     echo(f"distilling into a {'-'.join(str(h) for h in hidden)} MLP student ...")
     distiller.fit(X_train, y_train, eval_set=(X_val, y_val), transfer=X_transfer)
+    if not main:
+        return {}  # only rank 0 evaluates and writes the outputs
 
     from .metrics import classification_metrics
 
-    teacher_metrics = classification_metrics(y_test_codes, teacher.predict_proba(X_test))
-    student_metrics = classification_metrics(y_test_codes, distiller.predict_proba(X_test))
+    teacher_proba = teacher.predict_proba(X_test)
+    student_proba = distiller.predict_proba(X_test)  # last: `seen` below reads its encoding
+    teacher_metrics = classification_metrics(y_test_codes, teacher_proba)
+    student_metrics = classification_metrics(y_test_codes, student_proba)
     # What the student's encoder met on the test rows (predict_proba just encoded them).
     seen = distiller.student_.encoder.last_report_
     test_encoding = {
@@ -322,6 +351,36 @@ def distill_table(
         "test_encoding": test_encoding,
     }
     _write_json(out_dir / REPORT_NAME, report)
+    save_resolved_config(
+        out_dir,
+        {
+            "data": str(data),
+            "target": target,
+            "out": str(out_dir),
+            "test": None if test is None else str(test),
+            "teacher_model": None if teacher_model is None else str(teacher_model),
+            "drop": list(drop),
+            "temperature": temperature,
+            "alpha": alpha,
+            "hidden": list(hidden),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "test_size": test_size,
+            "device": str(device),
+            "precision": precision,
+            "seed": seed,
+            "quiet": not progress,
+        },
+    )
+    artefacts = write_run_artefacts(
+        out_dir,
+        report,
+        distiller.history_,
+        y_true=y_test_codes,
+        teacher_proba=teacher_proba,
+        student_proba=student_proba,
+        classes=classes,
+    )
     echo("")
     echo(f"{'model':<10}{'params':>10}{'bytes':>11}" + "".join(f"{k:>19}" for k in keys))
     for name, part in (("teacher", report["teacher"]), ("student", report["student"])):
@@ -335,8 +394,8 @@ def distill_table(
             f"\nnote: {unseen:,} test value(s) of categorical columns were never seen in training "
             f"({test_encoding['unseen_categories']}); the student reads them as 'unknown'."
         )
-    echo(
-        f"\nwrote {out_dir / REPORT_NAME}, {student_path}"
-        + (f", {teacher_path}" if teacher_model is None else "")
-    )
+    written = [student_path, out_dir / REPORT_NAME, out_dir / CONFIG_NAME, *artefacts.values()]
+    if teacher_model is None:
+        written.insert(1, teacher_path)
+    echo(f"\nwrote to {out_dir}: " + ", ".join(Path(p).name for p in written))
     return report

@@ -19,6 +19,7 @@ __all__ = [
     "BundleError",
     "DeviceError",
     "TrainingError",
+    "ExportError",
 ]
 
 
@@ -52,3 +53,7 @@ class DeviceError(CrossKDError, RuntimeError):
 
 class TrainingError(CrossKDError, RuntimeError):
     """Training went wrong in a way the settings can fix (the loss became NaN or infinite, ...)."""
+
+
+class ExportError(CrossKDError, RuntimeError):
+    """The exported model does not reproduce the torch model, or cannot be exported at all."""

@@ -120,8 +120,14 @@ def test_distill_multiclass_with_test_file(tmp_path):
     "args, message",
     [
         (["--target", "nope"], "Target column 'nope' is not in --data"),
-        (["--target", "is_fraud", "--alpha", "2"], r"alpha must be in \[0, 1\]"),
-        (["--target", "is_fraud", "--temperature", "0"], "temperature must be finite and > 0"),
+        (
+            ["--target", "is_fraud", "--alpha", "2"],
+            r"--alpha must be a number in \[0, 1\], got 2.0",
+        ),
+        (
+            ["--target", "is_fraud", "--temperature", "0"],
+            "--temperature must be a number > 0, got 0.0",
+        ),
         (["--target", "is_fraud", "--drop", "ghost"], r"--drop names columns \['ghost'\]"),
     ],
 )
@@ -145,3 +151,26 @@ def test_cli_subprocess_missing_file_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "does not exist" in proc.stderr
+
+
+def test_distill_from_config_file_then_export(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fraud_like_csv(tmp_path / "tx.csv", n=800)
+    (tmp_path / "c.yaml").write_text(
+        "data: tx.csv\ntarget: is_fraud\nout: run\ndrop: [transaction_id]\nepochs: 3\nquiet: true\n"
+    )
+    assert main(["distill", "c.yaml", "--alpha", "0.5"]) == 0  # the flag overrides the file
+    run = tmp_path / "run"
+    names = {p.name for p in run.iterdir()}
+    assert {"student.safetensors", "teacher-lightgbm.txt", "report.json", "config.yaml",
+            "summary.md", "curves.png", "scores.png", "reliability.png"} <= names  # fmt: skip
+    assert "alpha: 0.5" in (run / "config.yaml").read_text()
+    assert json.loads((run / "report.json").read_text())["settings"]["alpha"] == 0.5
+    # The resolved config repeats the run.
+    assert main(["distill", str(run / "config.yaml")]) == 0
+    pytest.importorskip("onnxruntime")
+    assert main(["export", str(run)]) == 0
+    assert (run / "student.onnx").is_file()
+    capsys.readouterr()
+    assert main(["distill", "--target", "is_fraud"]) == 2
+    assert "data" in capsys.readouterr().err

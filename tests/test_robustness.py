@@ -478,8 +478,8 @@ def test_cli_bad_data(tmp_path, capsys, case, message):
         (["--device", "gpu"], ConfigError, "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         (["--epochs", "0"], ConfigError, "--epochs must be a positive integer, got 0"),
         (["--batch-size", "0"], ConfigError, "--batch-size must be a positive integer, got 0"),
-        (["--alpha", "nan"], ConfigError, r"alpha must be in \[0, 1\].*got nan"),
-        (["--test-size", "1.5"], ConfigError, r"--test-size must be in \(0, 1\), got 1.5"),
+        (["--alpha", "nan"], ConfigError, r"--alpha must be a number in \[0, 1\], got nan"),
+        (["--test-size", "1.5"], ConfigError, r"--test-size must be a number in \(0, 1\), got 1.5"),
     ],
 )
 def test_cli_bad_settings_fail_before_reading_data(tmp_path, capsys, flags, error_type, message):
