@@ -2,5 +2,6 @@
 
 from .encoder import EncodedTable, TabularEncoder
 from .students import MLP, TabularStudent
+from .transfer import jitter, munge
 
-__all__ = ["TabularEncoder", "EncodedTable", "MLP", "TabularStudent"]
+__all__ = ["TabularEncoder", "EncodedTable", "MLP", "TabularStudent", "munge", "jitter"]

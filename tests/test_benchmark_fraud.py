@@ -1,0 +1,64 @@
+"""benchmarks/fraud_handbook.py --quick: runs end to end and writes the benchmark JSON form."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fraud_handbook.py"
+METRIC_NAMES = {"roc_auc", "average_precision", "cp_at_100", "rank_agreement"}
+ROLES = {"teacher", "member", "reference", "baseline", "distilled"}
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("fraud_handbook", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_quick_run_writes_json_markdown_and_plot(tmp_path):
+    _load_script().main(["--quick", "--out", str(tmp_path)])
+
+    result = json.loads((tmp_path / "fraud_handbook.json").read_text())
+    for key in ("benchmark", "command", "device", "date", "crosskd_version", "quick", "rows"):
+        assert key in result, key
+    assert result["benchmark"] == "fraud_handbook"
+    assert result["quick"] is True
+    assert "--quick" in result["command"]
+    assert result["device"].startswith("cpu: ")
+
+    rows = result["rows"]
+    roles = [row["role"] for row in rows]
+    assert set(roles) <= ROLES
+    assert roles.count("teacher") == 1 and roles.count("reference") == 2
+    assert {"baseline", "distilled"} <= set(roles)
+    for row in rows:
+        assert set(row) >= {"model", "role", "params", "bytes", "metrics", "timing"}
+        assert set(row["metrics"]) <= METRIC_NAMES
+        for name in ("roc_auc", "average_precision", "cp_at_100"):
+            value = row["metrics"][name]
+            assert isinstance(value, list) and len(value) == 2, (row["model"], name)
+            assert 0.0 <= value[0] <= 1.0
+        if row["role"] != "reference":
+            assert row["params"] > 0 and row["bytes"] > 0
+            assert row["timing"]["rows_per_s_batch1"] > 0
+            assert row["timing"]["rows_per_s_batch10000"] > 0
+        if row["role"] in ("baseline", "distilled"):
+            assert -1.0 <= row["metrics"]["rank_agreement"] <= 1.0
+    assert result["teacher_search"] and result["distillation_sweep"]
+    assert result["chosen_teacher"] in {r["teacher"] for r in result["teacher_search"]}
+    assert all("met" in t for t in result["targets"])
+
+    markdown = (tmp_path / "fraud_handbook.md").read_text()
+    assert "| model | role | ROC AUC | AP | CP@100 |" in markdown
+    assert "Teacher search" in markdown and "Distillation sweep" in markdown
+    png = (tmp_path / "fraud_handbook.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
