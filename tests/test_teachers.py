@@ -162,6 +162,18 @@ def _module(d, tmp) -> Case:
     return Case(ModuleTeacher(net, batch_size=64), X, proba, (0, 1, 2))
 
 
+def _timm(d, tmp) -> Case:
+    from crosskd.teachers import TimmTeacher
+
+    torch.manual_seed(0)
+    teacher = TimmTeacher("test_resnet", 3, input_size=(16, 16), mean=0.5, std=0.25, batch_size=64)
+    X = torch.rand(N_ROWS, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x = (torch.nn.functional.pad(X, (2, 2, 2, 2)) - 0.5) / 0.25  # its preprocessing, by hand
+        proba = torch.softmax(teacher.model.eval()(x).double(), dim=1).numpy()
+    return Case(teacher, X, proba, (0, 1, 2))
+
+
 def _precomputed(d, tmp) -> Case:
     source = LightGBMTeacher(d["multi_booster"])
     teacher = PrecomputedTeacher.from_teacher(source, d["X"])
@@ -189,6 +201,7 @@ CASES: dict[str, Callable[..., Case]] = {
     "sk_random_forest": _sk_random_forest,
     "sk_isolation_forest": _sk_isolation_forest,
     "module": _module,
+    "timm": _timm,
     "precomputed": _precomputed,
     "ensemble": _ensemble,
 }

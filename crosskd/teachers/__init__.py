@@ -1,7 +1,8 @@
-"""Teachers: every source model (LightGBM, scikit-learn, torch, precomputed) behind one protocol.
+"""Teachers: every source model (LightGBM, scikit-learn, torch, timm, precomputed) behind one protocol.
 
-The adapters are imported on first use, so ``import crosskd.teachers`` imports neither lightgbm nor
-scikit-learn; ``lightgbm`` is imported only when a :class:`LightGBMTeacher` is created.
+The adapters are imported on first use, so ``import crosskd.teachers`` imports neither lightgbm,
+scikit-learn nor timm; ``lightgbm`` is imported only when a :class:`LightGBMTeacher` is created and
+``timm`` only when a :class:`TimmTeacher` creates a model by name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .module import ModuleTeacher
     from .precomputed import PrecomputedTeacher
     from .sklearn import SklearnTeacher
+    from .timm import TimmTeacher
 
 __all__ = [
     "Teacher",
@@ -24,6 +26,7 @@ __all__ = [
     "LightGBMTeacher",
     "SklearnTeacher",
     "ModuleTeacher",
+    "TimmTeacher",
     "PrecomputedTeacher",
     "EnsembleTeacher",
 ]
@@ -32,6 +35,7 @@ _LAZY = {
     "LightGBMTeacher": ".lightgbm",
     "SklearnTeacher": ".sklearn",
     "ModuleTeacher": ".module",
+    "TimmTeacher": ".timm",
     "PrecomputedTeacher": ".precomputed",
     "EnsembleTeacher": ".ensemble",
 }

@@ -1,0 +1,191 @@
+"""Batch augmentation on the device, for :class:`crosskd.Distiller`'s ``augment`` argument.
+
+An augmentation is a callable ``batch -> batch``: ``batch`` is the trainer's tuple of tensors (the
+images first, ``(N, C, H, W)``) or a single tensor. The trainer applies it once per training batch,
+on the device, *before* the student and an online teacher see the batch, so both read the same
+augmented images. Randomness comes from a ``torch.Generator`` seeded with ``seed`` (one per
+device), so runs are repeatable.
+
+Example:
+    >>> shift = RandomShift(max_shift=2, seed=0)        # the paper's jitter
+    >>> Distiller(None, teacher_net, alpha=0, augment=shift).fit(x, y)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..exceptions import ConfigError, DataError
+
+__all__ = ["BatchAugment", "RandomShift", "RandomAffine", "Compose"]
+
+Batch = tuple[torch.Tensor, ...] | torch.Tensor
+
+
+class BatchAugment:
+    """Base class: seeded per-device generators and the tuple handling; subclasses do ``_apply``."""
+
+    def __init__(self, seed: int = 0) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, got {seed!r}.")
+        self.seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+
+    def reset(self) -> None:
+        """Forget the generators: the next batches get the same random draws as a fresh object."""
+        self._generators.clear()
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The generator for ``device`` (created, seeded with ``seed``, on first use)."""
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def __call__(self, batch: Batch) -> Batch:
+        """Augment the images of ``batch`` (its first tensor); other tensors pass through."""
+        if torch.is_tensor(batch):
+            return self._checked(batch)
+        if not isinstance(batch, tuple) or not batch:
+            raise DataError(
+                f"{type(self).__name__} expects a tensor or a tuple of tensors with the images "
+                f"first, got {type(batch).__name__}."
+            )
+        return (self._checked(batch[0]), *batch[1:])
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise DataError(
+                f"{type(self).__name__} augments image batches of shape (N, C, H, W); got "
+                f"{tuple(x.shape)}. Give the trainer images (crosskd.vision.as_images), not flat rows."
+            )
+        if not x.is_floating_point():
+            raise DataError(
+                f"{type(self).__name__} needs float images (in [0, 1]), got {x.dtype}. Use "
+                "crosskd.vision.as_images."
+            )
+        return self._apply(x)
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RandomShift(BatchAugment):
+    """Shift every image by a random whole number of pixels, up to ``max_shift`` each way.
+
+    Hinton et al. (2015) jittered MNIST inputs "by up to two pixels in any direction". Each image
+    gets its own ``(dy, dx)``, drawn uniformly from ``{-max_shift, ..., max_shift}``; pixels shifted
+    in are ``fill``.
+
+    Args:
+        max_shift: largest shift in pixels (>= 0).
+        fill: value of the pixels shifted in (0: black background).
+        seed: seed of the generator.
+
+    Shapes:
+        ``(N, C, H, W)`` -> ``(N, C, H, W)``, same dtype and device.
+    """
+
+    def __init__(self, max_shift: int = 2, fill: float = 0.0, seed: int = 0) -> None:
+        super().__init__(seed)
+        if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+            raise ConfigError(f"max_shift must be an integer >= 0, got {max_shift!r}.")
+        self.max_shift = max_shift
+        self.fill = float(fill)
+
+    def __repr__(self) -> str:
+        return f"RandomShift(max_shift={self.max_shift}, fill={self.fill}, seed={self.seed})"
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.max_shift
+        if p == 0:
+            return x
+        n, c, h, w = x.shape
+        g = self.generator(x.device)
+        shifts = torch.randint(-p, p + 1, (2, n), generator=g, device=x.device)
+        padded = F.pad(x, (p, p, p, p), value=self.fill)
+        rows = torch.arange(h, device=x.device)[None, :] + p - shifts[0][:, None]  # (n, h)
+        cols = torch.arange(w, device=x.device)[None, :] + p - shifts[1][:, None]  # (n, w)
+        n_idx = torch.arange(n, device=x.device)[:, None, None, None]
+        c_idx = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class RandomAffine(BatchAugment):
+    """Small random rotations, scalings and translations (bilinear), one per image.
+
+    Args:
+        degrees: largest rotation either way, in degrees.
+        scale: ``(low, high)`` range of the zoom factor.
+        translate: largest translation as a fraction of the image size (0.1: 10%).
+        fill: only 0 is supported (grid_sample pads with zeros).
+        seed: seed of the generator.
+
+    Shapes:
+        ``(N, C, H, W)`` -> ``(N, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        degrees: float = 10.0,
+        scale: Sequence[float] = (0.9, 1.1),
+        translate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed)
+        lo, hi = (float(s) for s in scale)
+        if not (0 < lo <= hi):
+            raise ConfigError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}.")
+        if degrees < 0 or translate < 0:
+            raise ConfigError(
+                f"degrees and translate must be >= 0, got {degrees!r} and {translate!r}."
+            )
+        self.degrees, self.scale, self.translate = float(degrees), (lo, hi), float(translate)
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomAffine(degrees={self.degrees}, scale={self.scale}, "
+            f"translate={self.translate}, seed={self.seed})"
+        )
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        g = self.generator(x.device)
+        u = torch.rand((4, n), generator=g, device=x.device, dtype=torch.float32)
+        angle = (u[0] * 2 - 1) * math.radians(self.degrees)
+        zoom = self.scale[0] + u[1] * (self.scale[1] - self.scale[0])
+        tx, ty = (u[2] * 2 - 1) * 2 * self.translate, (u[3] * 2 - 1) * 2 * self.translate
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack(
+            [torch.stack([cos, -sin, tx], dim=1), torch.stack([sin, cos, ty], dim=1)], dim=1
+        )
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class Compose(BatchAugment):
+    """Apply augmentations one after the other (each keeps its own generator and seed)."""
+
+    def __init__(self, *augments: BatchAugment) -> None:
+        super().__init__(0)
+        for a in augments:
+            if not callable(a):
+                raise ConfigError(f"Compose takes callables, got {type(a).__name__}.")
+        self.augments = augments
+
+    def reset(self) -> None:
+        for a in self.augments:
+            if hasattr(a, "reset"):
+                a.reset()
+
+    def __repr__(self) -> str:
+        return f"Compose({', '.join(repr(a) for a in self.augments)})"
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        for a in self.augments:
+            x = a(x)
+        return x
