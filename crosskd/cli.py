@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import DEFAULTS
 from .exceptions import CrossKDError
@@ -140,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, help=f"seed of splits and training (default {d['seed']})"
     )
     distill.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    images = distill.add_argument_group(
+        "image data",
+        "--data may also be images: a .npz with x and y, IDX files or an MNIST folder, or a folder "
+        "with one subfolder per class (detected from the path, or --task image). Flags not given "
+        "take the image defaults of crosskd.vision.distill_images (T=4, alpha=0.9, an 800-800 MLP).",
+    )
+    images.add_argument(
+        "--task", choices=["auto", "table", "image"], default="auto", help="default: from --data"
+    )
+    images.add_argument(
+        "--teacher",
+        metavar="timm:NAME",
+        help="teacher architecture to train (default timm:resnet18)",
+    )
+    images.add_argument(
+        "--student", metavar="KIND", help="mlp (default), cnn, or timm:NAME for image data"
+    )
 
     export = sub.add_parser(
         "export",
@@ -153,6 +171,47 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     export.add_argument("--out", metavar="FILE", help="output file (default RUN_DIR/student.onnx)")
     return parser
+
+
+#: flags that image distillation takes (the rest are table-only)
+IMAGE_KEYS = (
+    "test",
+    "teacher_model",
+    "hidden",
+    "temperature",
+    "alpha",
+    "epochs",
+    "batch_size",
+    "test_size",
+    "device",
+    "precision",
+    "seed",
+)
+
+
+def _distill_images(args: argparse.Namespace, flags: dict) -> None:
+    """``crosskd distill`` on image data: the settings given (file, then flags) over image defaults."""
+    from .config import load_config
+    from .exceptions import ConfigError
+    from .vision.distill import distill_images
+
+    given = dict(load_config(args.config)) if args.config else {}
+    given.update({k: v for k, v in flags.items() if v is not None and v != []})
+    for key in ("data", "out"):
+        if not given.get(key):
+            raise ConfigError(f"--{key} is required (on the command line or in the config file).")
+    table_only = sorted(k for k in ("target", "drop") if given.get(k))
+    if table_only:
+        raise ConfigError(
+            f"{', '.join('--' + k for k in table_only)}: only for tables, but --data holds images "
+            "(labels come from the images' file or folder names). Remove them, or pass --task table."
+        )
+    kwargs = {k: given[k] for k in IMAGE_KEYS if k in given}
+    if args.teacher:
+        kwargs["teacher"] = args.teacher
+    if args.student:
+        kwargs["student"] = args.student
+    distill_images(given["data"], given["out"], progress=not given.get("quiet"), **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,18 +233,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
             )
         elif args.command == "distill":
-            from .config import KEYS, resolve_settings
+            from .config import KEYS, load_config, resolve_settings
             from .distill import distill_table
+            from .vision.data import looks_like_images
 
-            settings = resolve_settings(args.config, {k: getattr(args, k) for k in KEYS})
-            quiet = settings.pop("quiet")
-            distill_table(
-                settings.pop("data"),
-                settings.pop("target"),
-                settings.pop("out"),
-                progress=not quiet,
-                **settings,
-            )
+            flags = {k: getattr(args, k) for k in KEYS}
+            task = args.task
+            if task == "auto":
+                data = flags["data"] or (
+                    load_config(args.config).get("data") if args.config else None
+                )
+                # A folder with --target is a mistaken table path (read_table says so); an .npz or
+                # IDX file is images whatever else is given.
+                images = data is not None and looks_like_images(data)
+                if images and Path(data).is_dir() and flags["target"] is not None:
+                    images = False
+                task = "image" if images else "table"
+            if task == "image":
+                _distill_images(args, flags)
+            else:
+                settings = resolve_settings(args.config, flags)
+                quiet = settings.pop("quiet")
+                distill_table(
+                    settings.pop("data"),
+                    settings.pop("target"),
+                    settings.pop("out"),
+                    progress=not quiet,
+                    **settings,
+                )
         elif args.command == "export":
             from .export import export_command
 

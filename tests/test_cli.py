@@ -174,3 +174,22 @@ def test_distill_from_config_file_then_export(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["distill", "--target", "is_fraud"]) == 2
     assert "data" in capsys.readouterr().err
+
+
+def test_distill_image_data_from_the_cli(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images[:240] * 16).astype(np.uint8)
+    np.savez(tmp_path / "digits.npz", x=images, y=digits.target[:240])
+    out = tmp_path / "run"
+    argv = ["distill", "--data", str(tmp_path / "digits.npz"), "--out", str(out),
+            "--teacher", "timm:test_resnet", "--student", "cnn", "--epochs", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "image"
+    assert {"accuracy", "errors"} <= set(report["student"]["metrics"])
+    assert (out / "teacher.safetensors").is_file()
+    capsys.readouterr()
+    assert main([*argv[:3], "--out", str(tmp_path / "r2"), "--target", "y"]) == 2
+    assert "--target: only for tables" in capsys.readouterr().err

@@ -380,3 +380,15 @@ def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[:, None]
     return x, digits.target.astype(np.int64)
+
+
+def looks_like_images(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names image data that :func:`load_images` reads (not a table).
+
+    True for a ``.npz`` file, an IDX file, and an existing folder (an MNIST folder or one subfolder
+    per class); False for anything else, such as a ``.csv`` or ``.parquet`` table.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".npz" or (p.is_file() and "idx" in p.name):
+        return True
+    return p.is_dir()
