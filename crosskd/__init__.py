@@ -8,12 +8,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .datasets.parquet import ParquetStream
 from .exceptions import (
     BundleError,
     ConfigError,
     CrossKDError,
     DataError,
     DeviceError,
+    ExportError,
     NotFittedError,
     TeacherError,
     TrainingError,
@@ -22,6 +24,7 @@ from .losses import distillation_loss, hard_loss, kd_loss, soft_cross_entropy, s
 from .profiling import ModelSize, model_size, time_inference
 from .tabular import MLP, TabularEncoder, TabularStudent
 from .tabular.gbdt import fit_lightgbm
+from .tabular.transfer import jitter, munge
 from .teachers import (
     EnsembleTeacher,
     LightGBMTeacher,
@@ -30,8 +33,35 @@ from .teachers import (
     SklearnTeacher,
     Teacher,
     TeacherInfo,
+    TimmTeacher,
 )
-from .trainer import Distiller
+from .trainer import Distiller, auto_batch_size
+from .vision import (
+    ImageMLP,
+    RandomAffine,
+    RandomShift,
+    SmallCNN,
+    TimmStudent,
+    as_images,
+    load_digits_images,
+    load_images,
+    load_mnist,
+    read_idx,
+)
+from .vision.distill import distill_images
+
+
+def __getattr__(name: str):
+    # Imported on first use: the scikit-learn estimator imports scikit-learn, export imports onnx.
+    if name == "KDClassifier":
+        from .estimator import KDClassifier
+
+        return KDClassifier
+    if name == "export_onnx":
+        from .export import export_onnx
+
+        return export_onnx
+    raise AttributeError(f"module 'crosskd' has no attribute {name!r}")
 
 
 def load(path) -> Distiller:
@@ -54,6 +84,7 @@ __all__ = [
     "CrossKDError",
     "DataError",
     "DeviceError",
+    "ExportError",
     "NotFittedError",
     "TeacherError",
     "TrainingError",
@@ -69,6 +100,8 @@ __all__ = [
     "TabularEncoder",
     "TabularStudent",
     "fit_lightgbm",
+    "munge",
+    "jitter",
     "EnsembleTeacher",
     "LightGBMTeacher",
     "ModuleTeacher",
@@ -76,6 +109,22 @@ __all__ = [
     "SklearnTeacher",
     "Teacher",
     "TeacherInfo",
+    "TimmTeacher",
     "Distiller",
+    "auto_batch_size",
+    "ParquetStream",
+    "ImageMLP",
+    "SmallCNN",
+    "TimmStudent",
+    "RandomShift",
+    "RandomAffine",
+    "as_images",
+    "load_digits_images",
+    "load_images",
+    "load_mnist",
+    "read_idx",
+    "distill_images",
     "load",
+    "KDClassifier",
+    "export_onnx",
 ]

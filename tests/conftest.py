@@ -11,6 +11,10 @@ import torch
 
 from crosskd.datasets._paths import data_root
 
+# The tests train tiny models: one thread per op is faster than two that wait on each other, and
+# keeps run time steady when the machine is busy.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     # Every test marked ``data`` gets the shared_data fixture: skip, or fail under CI.

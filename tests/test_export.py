@@ -162,3 +162,15 @@ def test_kdclassifier_exports(tmp_path):
     clf = KDClassifier(epochs=2).fit(frame, y)
     result = export_onnx(clf, tmp_path / "clf.onnx")
     np.testing.assert_allclose(result.predict_proba(frame), clf.predict_proba(frame), atol=1e-5)
+
+
+def test_distiller_export_method(tmp_path):
+    frame, y = table()
+    distiller = fit(frame, y)
+    result = distiller.export(tmp_path / "student.onnx")
+    assert result.path.is_file() and result.max_abs_diff <= 1e-5
+    np.testing.assert_allclose(
+        result.predict_proba(frame), distiller.predict_proba(frame), atol=1e-5
+    )
+    with pytest.raises(ConfigError, match="Unknown export format 'tflite'"):
+        distiller.export(tmp_path / "student.tflite", format="tflite")
