@@ -20,7 +20,18 @@ from .exceptions import (
     TeacherError,
     TrainingError,
 )
-from .losses import distillation_loss, hard_loss, kd_loss, soft_cross_entropy, soften
+from .losses import (
+    blank_aware_kd_loss,
+    ctc_loss,
+    distillation_loss,
+    frame_kd_loss,
+    greedy_decode,
+    hard_loss,
+    kd_loss,
+    soft_cross_entropy,
+    soften,
+)
+from .metrics import character_error_rate, sequence_accuracy
 from .profiling import ModelSize, model_size, time_inference
 from .tabular import MLP, TabularEncoder, TabularStudent
 from .tabular.gbdt import fit_lightgbm
@@ -37,6 +48,9 @@ from .teachers import (
 )
 from .trainer import Distiller, auto_batch_size
 from .vision import (
+    CRNN,
+    Alphabet,
+    CTCDistiller,
     ImageMLP,
     RandomAffine,
     RandomShift,
@@ -46,6 +60,7 @@ from .vision import (
     load_digits_images,
     load_images,
     load_mnist,
+    load_textlines,
     read_idx,
 )
 from .vision.distill import distill_images
@@ -124,6 +139,16 @@ __all__ = [
     "load_mnist",
     "read_idx",
     "distill_images",
+    "ctc_loss",
+    "frame_kd_loss",
+    "blank_aware_kd_loss",
+    "greedy_decode",
+    "CRNN",
+    "Alphabet",
+    "CTCDistiller",
+    "load_textlines",
+    "character_error_rate",
+    "sequence_accuracy",
     "load",
     "KDClassifier",
     "export_onnx",

@@ -436,3 +436,73 @@ def top_k_agreement(score_a: Any, score_b: Any, k: int) -> float:
     top_a = np.argsort(-a, kind="stable")[:k]
     top_b = np.argsort(-b, kind="stable")[:k]
     return float(len(np.intersect1d(top_a, top_b)) / k)
+
+
+# ------------------------------------------------------------------------------ text recognition
+
+__all__ += ["edit_distance", "character_error_rate", "sequence_accuracy"]
+
+
+def edit_distance(a: Any, b: Any) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions, each costing 1) between two
+    sequences (strings are compared character by character)."""
+    a, b = list(a), list(b)
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        current = [i]
+        for j, y in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def _text_pairs(predictions: Any, references: Any) -> tuple[list[Any], list[Any]]:
+    if isinstance(predictions, str) or isinstance(references, str):
+        raise DataError(
+            "predictions and references must be lists of strings (one per line), not a single "
+            "string. Wrap one line in a list: [text]."
+        )
+    preds, refs = list(predictions), list(references)
+    if len(preds) != len(refs):
+        raise DataError(
+            f"predictions and references must have the same number of lines, but predictions has "
+            f"{len(preds)} and references has {len(refs)}."
+        )
+    if not refs:
+        raise DataError("predictions and references are empty; a metric needs at least one line.")
+    return preds, refs
+
+
+def character_error_rate(predictions: Any, references: Any) -> float:
+    """Character error rate: summed edit distances over summed reference lengths.
+
+    ``CER = sum_i lev(pred_i, ref_i) / sum_i len(ref_i)`` (a corpus-level rate, so long lines
+    weigh more than short ones; it can exceed 1 when predictions are longer than references).
+
+    Args:
+        predictions: the recognised strings (or sequences of class indices), one per line.
+        references: the true strings, in the same order.
+
+    Raises:
+        DataError: different numbers of lines, no lines, or references with no characters at all.
+    """
+    preds, refs = _text_pairs(predictions, references)
+    total = sum(len(r) for r in refs)
+    if total == 0:
+        raise DataError(
+            "Every reference is empty, so the character error rate is undefined (0 reference "
+            "characters). Check that the labels were read."
+        )
+    return float(sum(edit_distance(p, r) for p, r in zip(preds, refs, strict=True)) / total)
+
+
+def sequence_accuracy(predictions: Any, references: Any) -> float:
+    """Fraction of lines recognised exactly (whole-sequence accuracy).
+
+    Raises:
+        DataError: different numbers of lines, or no lines.
+    """
+    preds, refs = _text_pairs(predictions, references)
+    return float(np.mean([list(p) == list(r) for p, r in zip(preds, refs, strict=True)]))

@@ -5,6 +5,8 @@ Importing this package does not import timm; :class:`TimmStudent` imports it whe
 """
 
 from .augment import BatchAugment, Compose, RandomAffine, RandomShift
+from .crnn import CRNN, TinyBackbone
+from .ctc_trainer import CTCDistiller
 from .data import (
     as_images,
     load_digits_images,
@@ -16,6 +18,16 @@ from .data import (
 )
 from .preprocess import ImagePreprocess
 from .students import ImageMLP, SmallCNN, TimmStudent
+from .textlines import (
+    Alphabet,
+    TextlineSplit,
+    kfold_assignment,
+    load_textlines,
+    read_textline_folder,
+    read_textline_tsv,
+    resize_textline,
+    split_textlines,
+)
 
 __all__ = [
     "BatchAugment",
@@ -34,6 +46,17 @@ __all__ = [
     "SmallCNN",
     "TimmStudent",
     "distill_images",
+    "Alphabet",
+    "TextlineSplit",
+    "kfold_assignment",
+    "load_textlines",
+    "read_textline_folder",
+    "read_textline_tsv",
+    "resize_textline",
+    "split_textlines",
+    "CRNN",
+    "TinyBackbone",
+    "CTCDistiller",
 ]
 
 
