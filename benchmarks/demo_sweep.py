@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -31,13 +29,7 @@ SETTINGS = [("alone", None, 0.0, False)] + [
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu: {os.cpu_count()} cores ({line.split(':', 1)[1].strip()})"
-    except OSError:
-        pass
-    return f"cpu: {os.cpu_count()} cores ({platform.processor()})"
+    return crosskd.device_description("cpu")
 
 
 def main() -> None:

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -744,15 +742,7 @@ def _settings_json(settings: Settings) -> dict[str, Any]:
 
 
 def device_string() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {os.cpu_count()} cores ({model}), 1 thread per model"
+    return f"{crosskd.device_description()}, 1 thread per model"
 
 
 # ----------------------------------------------------------------------------- targets

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 import warnings
@@ -60,13 +59,7 @@ def percentiles(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu: {os.cpu_count()} cores ({line.split(':', 1)[1].strip()})"
-    except OSError:
-        pass
-    return f"cpu: {os.cpu_count()} cores ({platform.processor()})"
+    return crosskd.device_description("cpu")
 
 
 def main() -> None:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,16 +117,8 @@ def load_data(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 
 def device_string() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"cpu: {os.cpu_count()} cores ({name}), shared with other work; torch threads "
+        f"{crosskd.device_description()}, shared with other work; torch threads "
         f"{torch.get_num_threads()}"
     )
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -69,13 +68,9 @@ def load_average() -> list[float]:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu: {os.cpu_count()} cores ({line.split(':', 1)[1].strip()})"
-    except OSError:
-        pass
-    return f"cpu: {os.cpu_count()} cores ({platform.processor()})"
+    import crosskd  # imported here: this process's memory is what the benchmark measures
+
+    return crosskd.device_description("cpu")
 
 
 def main() -> None:

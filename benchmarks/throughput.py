@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from datetime import date
 from pathlib import Path
@@ -49,15 +48,7 @@ HIDDEN = (64, 32)
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"cpu: {os.cpu_count()} cores ({line.split(':', 1)[1].strip()})"
-    except OSError:
-        pass
-    return f"cpu: {os.cpu_count()} cores ({platform.processor()})"
+    return crosskd.device_description(device)
 
 
 def load_average() -> list[float]:

@@ -32,7 +32,7 @@ from .losses import (
     soften,
 )
 from .metrics import character_error_rate, sequence_accuracy
-from .profiling import ModelSize, model_size, time_inference
+from .profiling import ModelSize, device_description, model_size, time_inference
 from .tabular import MLP, TabularEncoder, TabularStudent
 from .tabular.gbdt import fit_lightgbm
 from .tabular.transfer import jitter, munge
@@ -111,6 +111,7 @@ __all__ = [
     "ModelSize",
     "model_size",
     "time_inference",
+    "device_description",
     "MLP",
     "TabularEncoder",
     "TabularStudent",

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._atomic import write_text
 from .exceptions import ConfigError
 
 __all__ = [
@@ -297,7 +298,6 @@ def save_resolved_config(out_dir: str | os.PathLike[str], settings: Mapping[str,
     Returns:
         The path written.
     """
-    import tempfile
 
     import yaml
 
@@ -313,12 +313,4 @@ def save_resolved_config(out_dir: str | os.PathLike[str], settings: Mapping[str,
         "# Repeat it with: crosskd distill " + str(target) + "\n"
     )
     text = header + yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text(target, text)

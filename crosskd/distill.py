@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._atomic import atomic_path, write_json
 from .config import CONFIG_NAME, save_resolved_config
 from .datasets.tables import read_table
 from .exceptions import ConfigError, DataError
@@ -107,25 +105,6 @@ def _label_codes(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
             f"{[str(c) for c in classes]}). Use the same label values in both files."
         )
     return codes
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
@@ -268,9 +247,8 @@ def distill_table(
         if main:
             echo(f"training a LightGBM teacher on {len(y_train):,} rows ...")
             model = fit_lightgbm(X_train, y_train, eval_set=(X_val, y_val), seed=seed)
-            tmp = teacher_path.with_name(f".{teacher_path.name}.tmp")
-            model.booster_.save_model(str(tmp))
-            os.replace(tmp, teacher_path)
+            with atomic_path(teacher_path) as tmp:
+                model.booster_.save_model(str(tmp))
             teacher = LightGBMTeacher(model)
         barrier()
         if not main:
@@ -350,7 +328,7 @@ def distill_table(
         },
         "test_encoding": test_encoding,
     }
-    _write_json(out_dir / REPORT_NAME, report)
+    write_json(out_dir / REPORT_NAME, report)
     save_resolved_config(
         out_dir,
         {

@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ._atomic import atomic_path
 from .exceptions import ConfigError, DataError, ExportError, NotFittedError
 
 __all__ = ["ExportError", "OnnxExport", "export", "export_onnx", "export_command", "FORMATS"]
@@ -271,17 +272,8 @@ def numeric_matrix(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
 
 
 def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
 
 
 # ---------------------------------------------------------------------------------- graphs

@@ -28,6 +28,11 @@ __all__ = [
     "soft_cross_entropy",
     "hard_loss",
     "distillation_loss",
+    "ctc_loss",
+    "frame_kd_loss",
+    "blank_aware_kd_loss",
+    "greedy_decode",
+    "decoded_targets",
     "IGNORE_LABEL",
 ]
 
@@ -255,14 +260,7 @@ def distillation_loss(
 # ------------------------------------------------------------------------------ CTC (text lines)
 #
 # Sequence logits are (batch, frames, num_classes) with class 0 the CTC blank (see
-# crosskd.vision.textlines.Alphabet). These functions are appended to the public set:
-__all__ += [
-    "ctc_loss",
-    "frame_kd_loss",
-    "blank_aware_kd_loss",
-    "greedy_decode",
-    "decoded_targets",
-]
+# crosskd.vision.textlines.Alphabet).
 
 _RESAMPLE = (None, "linear", "nearest")
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ModelSize", "model_size", "time_inference"]
+__all__ = ["ModelSize", "model_size", "time_inference", "device_description"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,23 @@ def time_inference(
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def device_description(device: str | torch.device = "cpu") -> str:
+    """The machine a measurement ran on, as benchmark results record it.
+
+    ``"cpu: 2 cores (Intel(R) Xeon(R) Processor)"`` (the model name from /proc/cpuinfo where it
+    exists) or ``"cuda: NVIDIA H200"``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {os.cpu_count()} cores ({model})"

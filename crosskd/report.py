@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_path, write_text
 from .exceptions import DataError
 
 __all__ = ["write_run_artefacts", "SUMMARY_NAME", "PLOT_NAMES"]
@@ -171,14 +171,8 @@ def _figure(ncols: int = 1, size: tuple[float, float] = (6.0, 4.0)) -> tuple[Any
 
 
 def _save(fig: Any, target: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -431,11 +425,4 @@ def _num(value: Any) -> str:
 
 
 def _atomic_write_text(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(target, text)

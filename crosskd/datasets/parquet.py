@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._atomic import write_json
 from ..exceptions import ConfigError, DataError
 
 __all__ = ["ParquetStream", "teacher_fingerprint"]
@@ -253,9 +254,7 @@ class ParquetStream:
                 tmp.unlink()
             raise
         meta = {"data": data_fp, "teacher": teacher_fp, "shape": [self.num_rows, k]}
-        meta_tmp = meta_path.with_name(f".{meta_path.name}.tmp")
-        meta_tmp.write_text(json.dumps(meta))
-        os.replace(meta_tmp, meta_path)
+        write_json(meta_path, meta)
         return np.load(path, mmap_mode="r"), {"path": str(path), "reused": False, "reason": reason}
 
 

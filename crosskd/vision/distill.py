@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._atomic import atomic_path, write_json
 from ..exceptions import BundleError, ConfigError, DataError
 
 __all__ = [
@@ -80,14 +80,8 @@ def save_teacher_checkpoint(path: str | os.PathLike[str], student: Any) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in student.model.state_dict().items()}
     meta = {_META_KEY: json.dumps(student.config())}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return target
 
 
@@ -169,20 +163,6 @@ def _latency_ms(model: torch.nn.Module, sample: torch.Tensor) -> float:
     x = sample[:1].cpu()
     with torch.inference_mode():
         return 1000.0 * time_inference(model, x, repeats=20, warmup=3)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(
-                payload, fh, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v)
-            )
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def distill_images(
@@ -440,7 +420,7 @@ def distill_images(
         },
     }
     t.module.to(t.device)
-    _write_json(out_dir / REPORT_NAME, report)
+    write_json(out_dir / REPORT_NAME, report)
     echo("")
     echo(f"{'model':<10}{'params':>12}{'accuracy':>10}{'errors':>8}{'ms/img (cpu, batch 1)':>24}")
     for role in ("teacher", "student"):
