@@ -27,6 +27,8 @@ __all__ = [
     "kd_loss",
     "soft_cross_entropy",
     "hard_loss",
+    "packed_soft_targets",
+    "kd_loss_from_packed",
     "distillation_loss",
     "ctc_loss",
     "frame_kd_loss",
@@ -156,11 +158,50 @@ def soft_cross_entropy(
     return -(q * log_p).sum(dim=-1).mean()
 
 
+def packed_soft_targets(teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teacher's side of :func:`kd_loss`, computed once: ``[q, sum(q log q)]`` per row.
+
+    A training loop with cached teacher logits can store these instead of the logits, so that a
+    step does not redo the teacher's softmax; :func:`kd_loss_from_packed` then gives the same value
+    as :func:`kd_loss` up to float rounding.
+
+    Args:
+        teacher_logits: ``(n, num_classes)``.
+        temperature: T > 0.
+
+    Returns:
+        ``(n, num_classes + 1)`` float32: ``q = softmax(z / T)`` and, last, ``sum(q log q)``.
+    """
+    log_q = F.log_softmax(soften(teacher_logits, temperature), dim=-1)
+    q = log_q.exp()
+    return torch.cat([q, (q * log_q).sum(dim=-1, keepdim=True)], dim=-1)
+
+
+def kd_loss_from_packed(
+    student_logits: torch.Tensor, packed: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """:func:`kd_loss` from :func:`packed_soft_targets`: ``T^2 * mean(sum(q log q) - sum(q log p))``.
+
+    Args:
+        student_logits: ``(batch, num_classes)``.
+        packed: ``(batch, num_classes + 1)`` from :func:`packed_soft_targets` at the same T.
+        temperature: T > 0.
+
+    Returns:
+        A float32 scalar.
+    """
+    t = check_temperature(temperature)
+    q, q_log_q = packed[:, :-1], packed[:, -1]
+    log_p = F.log_softmax(soften(student_logits, t), dim=-1)
+    return (t * t) * (q_log_q - (q * log_p).sum(dim=-1)).mean()
+
+
 def hard_loss(
     student_logits: torch.Tensor,
     target: torch.Tensor,
     class_weight: torch.Tensor | None = None,
     focal_gamma: float = 0.0,
+    check_labels: bool = True,
 ) -> torch.Tensor:
     """Cross-entropy on labels (optionally class-weighted, optionally focal), in float32.
 
@@ -172,6 +213,9 @@ def hard_loss(
         class_weight: optional ``(num_classes,)`` weights; the mean is weighted by them, as in
             ``torch.nn.functional.cross_entropy``.
         focal_gamma: focusing parameter of the focal loss (Lin et al. 2017); 0 is cross-entropy.
+        check_labels: raise :class:`DataError` for labels outside ``[0, num_classes)``. Checking
+            reads values back from the device; a training loop that checked its labels once can
+            pass False so that a step needs no host synchronisation.
 
     Returns:
         A float32 scalar.
@@ -184,7 +228,7 @@ def hard_loss(
     target = target.long()
     labelled = target != IGNORE_LABEL
     num_classes = logits.shape[-1]
-    if labelled.any():
+    if check_labels and labelled.any():
         bad = labelled & ((target < 0) | (target >= num_classes))
         if bad.any():
             value = int(target[bad][0])
@@ -201,13 +245,9 @@ def hard_loss(
     weight = labelled.float()
     if class_weight is not None:
         weight = weight * class_weight.to(device=logits.device, dtype=torch.float32)[safe_target]
-    total = weight.sum()
-    weighted = (per_row * weight).sum()
-    if total <= 0:
-        # No labelled row: 0, but still attached to the graph, so that backward() works (and gives
-        # a zero gradient) when this is the whole loss (alpha=0 on an all-unlabelled batch).
-        return weighted * 0.0
-    return weighted / total
+    # No labelled row: 0 / tiny == 0, still attached to the graph (backward gives a zero
+    # gradient), and no host synchronisation to find out.
+    return (per_row * weight).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
 def distillation_loss(

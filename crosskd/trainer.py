@@ -23,7 +23,16 @@ from torch import nn
 from . import metrics as _metrics
 from ._device import autocast, check_precision, resolve_device
 from .exceptions import ConfigError, DataError, NotFittedError, TeacherError, TrainingError
-from .losses import IGNORE_LABEL, check_alpha, check_temperature, distillation_loss, kd_loss
+from .losses import (
+    IGNORE_LABEL,
+    check_alpha,
+    check_temperature,
+    distillation_loss,
+    hard_loss,
+    kd_loss,
+    kd_loss_from_packed,
+    packed_soft_targets,
+)
 from .teachers.base import Teacher, TeacherInfo, num_rows
 
 if TYPE_CHECKING:
@@ -900,34 +909,20 @@ class Distiller:
 
         The label checks that make ``hard_loss`` read values back from the device run once on the
         encoded targets before training instead. With ``soft``, ``t_logits`` holds the cached
-        teacher targets prepared once by :func:`_soft_targets` (``[q, sum(q log q)]`` per row), and
+        teacher targets prepared once by :func:`crosskd.losses.packed_soft_targets`, and
         the soft term ``T^2 * mean(sum(q log q) - sum(q log p))`` skips the teacher's softmax per
         step: the same value as ``kd_loss`` up to float rounding.
         """
         a = float(self.alpha)
         zero = s_logits.new_zeros((), dtype=torch.float32)
         if a > 0 and soft:
-            t = float(self.temperature)
-            q, q_log_q = t_logits[:, :-1], t_logits[:, -1]
-            log_p = torch.log_softmax(s_logits.float() / t, dim=-1)
-            kd = (t * t) * (q_log_q - (q * log_p).sum(dim=-1)).mean()
+            kd = kd_loss_from_packed(s_logits, t_logits, self.temperature)
         elif a > 0:
             kd = kd_loss(s_logits, t_logits, self.temperature)
         else:
             kd = zero
         if a < 1:
-            logits = s_logits.float()
-            labelled = target != IGNORE_LABEL
-            safe = target.clamp_min(0)
-            log_pt = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-            per_row = -log_pt
-            if self.focal_gamma > 0:
-                per_row = per_row * (-torch.expm1(log_pt)).clamp_min(0).pow(self.focal_gamma)
-            weight = labelled.float()
-            if class_weight is not None:
-                weight = weight * class_weight[safe]
-            # total == 0 (no labelled row) gives 0 / tiny == 0, as hard_loss does.
-            ce = (per_row * weight).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
+            ce = hard_loss(s_logits, target, class_weight, self.focal_gamma, check_labels=False)
         else:
             ce = zero
         return {"loss": a * kd + (1.0 - a) * ce, "kd": kd.detach(), "ce": ce.detach()}
@@ -1365,14 +1360,6 @@ def auto_batch_size(device: torch.device | str, n_rows: int) -> int:
     return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
 
 
-def _soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cached teacher logits as ``[q, sum(q log q)]`` per row, with ``q = softmax(logits / T)``:
-    computed once, so that a training step does not redo the teacher's softmax."""
-    log_q = torch.log_softmax(logits.float() / float(temperature), dim=-1)
-    q = log_q.exp()
-    return torch.cat([q, (q * log_q).sum(dim=-1, keepdim=True)], dim=-1)
-
-
 def _batch_bounds(n: int, batch_size: int, batch_norm: bool) -> list[tuple[int, int]]:
     starts = list(range(0, n, batch_size))
     if batch_norm and n - starts[-1] == 1:
@@ -1410,7 +1397,7 @@ class _MemoryBatches:
     ) -> None:
         self.inputs, self.targets = inputs, targets
         self.teacher_logits = (
-            None if teacher_logits is None else _soft_targets(teacher_logits, temperature)
+            None if teacher_logits is None else packed_soft_targets(teacher_logits, temperature)
         )
         self.n = int(targets.shape[0])
         self.world, self.rank = (ctx.world_size, ctx.rank) if ctx is not None else (1, 0)
@@ -1491,7 +1478,7 @@ class _StreamBatches:
             tensors = [*inputs, self._labels(frame[stream.target])]
             if self.logits is not None:
                 logits = torch.from_numpy(np.ascontiguousarray(self.logits[ids]))
-                tensors.append(_soft_targets(logits, self.distiller.temperature))
+                tensors.append(packed_soft_targets(logits, self.distiller.temperature))
             del frame
             tensors = [t.to(device) for t in tensors]
             if carry is not None:

@@ -8,7 +8,7 @@ import torch
 
 import crosskd.trainer as trainer_module
 from crosskd import MLP, Distiller, auto_batch_size
-from crosskd.losses import distillation_loss
+from crosskd.losses import distillation_loss, packed_soft_targets
 from crosskd.teachers.base import Teacher, TeacherInfo
 
 
@@ -77,7 +77,7 @@ def test_step_loss_equals_distillation_loss(alpha, class_weight):
     expected = distillation_loss(
         s, t, target, 2.5, alpha, class_weight=class_weight, focal_gamma=1.0
     )
-    for soft, teacher in ((False, t), (True, trainer_module._soft_targets(t, 2.5))):
+    for soft, teacher in ((False, t), (True, packed_soft_targets(t, 2.5))):
         got = d._step_loss(s, teacher, target, class_weight, soft=soft)
         for key in ("loss", "kd", "ce"):
             torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)

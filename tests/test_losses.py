@@ -610,3 +610,21 @@ def test_property_distillation_loss_finite(pair, alpha):
     assert out["ce"].item() >= 0.0
     out["loss"].backward()
     assert torch.isfinite(s.grad).all()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0, 20.0])
+def test_kd_loss_from_packed_equals_kd_loss(temperature):
+    from crosskd.losses import kd_loss_from_packed, packed_soft_targets
+
+    gen = torch.Generator().manual_seed(3)
+    s = torch.randn(16, 7, generator=gen) * 3
+    t = torch.randn(16, 7, generator=gen) * 3
+    packed = packed_soft_targets(t, temperature)
+    assert packed.shape == (16, 8)
+    torch.testing.assert_close(packed[:, :-1].sum(-1), torch.ones(16))
+    torch.testing.assert_close(
+        kd_loss_from_packed(s, packed, temperature),
+        kd_loss(s, t, temperature),
+        rtol=1e-5,
+        atol=1e-6,
+    )
