@@ -304,30 +304,9 @@ def fit_teacher(
 
 
 def teacher_size(models: Sequence[Any]) -> tuple[int, int]:
-    """Nodes and bytes of tree models: LightGBM via crosskd.model_size (nodes, text model bytes);
-    a scikit-learn forest: nodes and the bytes of its node arrays."""
-    params = nbytes = 0
-    for model in models:
-        estimators = getattr(model, "estimators_", None)
-        if estimators is not None:
-            for tree in estimators:
-                t = tree.tree_
-                params += int(t.node_count)
-                nbytes += sum(
-                    a.nbytes
-                    for a in (
-                        t.children_left,
-                        t.children_right,
-                        t.feature,
-                        t.threshold,
-                        t.value,
-                    )
-                )
-        else:
-            size = crosskd.model_size(model)
-            params += size.params
-            nbytes += size.bytes
-    return params, nbytes
+    """Nodes and bytes of the teacher's tree models (crosskd.model_size of each, added up)."""
+    sizes = [crosskd.model_size(model) for model in models]
+    return sum(s.params for s in sizes), sum(s.bytes for s in sizes)
 
 
 # ----------------------------------------------------------------------------- metrics

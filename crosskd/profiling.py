@@ -29,8 +29,16 @@ class ModelSize:
 
 
 def model_size(model: Any) -> ModelSize:
-    """Size of a torch module, a LightGBM Booster / LGBMClassifier, or a teacher wrapping one."""
-    inner = getattr(model, "model", None)
+    """Size of a model, by what it is made of.
+
+    - a torch module: trainable parameters, and bytes of every tensor in its state dict;
+    - a LightGBM Booster / LGBMClassifier: nodes of all trees (splits + leaves), and bytes of its
+      text model file;
+    - a scikit-learn tree or tree ensemble (random forest, extra trees, gradient boosting): nodes,
+      and bytes of the node arrays (children, feature, threshold, value);
+    - a crosskd teacher: the model it wraps; an :class:`~crosskd.EnsembleTeacher`: its members'
+      sizes added up.
+    """
     if isinstance(model, nn.Module):
         module = getattr(model, "module", model)
         params = sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -44,9 +52,34 @@ def model_size(model: Any) -> ModelSize:
         leaves = sum(tree["num_leaves"] for tree in booster.dump_model()["tree_info"])
         n_trees = booster.num_trees()
         return ModelSize(2 * leaves - n_trees, len(text.encode()))
-    if inner is not None and inner is not model:
-        return model_size(inner)
-    raise TypeError(f"Cannot measure the size of a {type(model).__name__}.")
+    tree = getattr(model, "tree_", None)
+    if tree is not None and hasattr(tree, "node_count"):
+        arrays = (tree.children_left, tree.children_right, tree.feature, tree.threshold, tree.value)
+        return ModelSize(int(tree.node_count), int(sum(a.nbytes for a in arrays)))
+    parts = getattr(model, "estimators_", None)
+    if parts is None:
+        parts = getattr(model, "members", None)
+    if parts is not None:
+        sizes = [model_size(part) for part in _flatten(parts)]
+        return ModelSize(sum(s.params for s in sizes), sum(s.bytes for s in sizes))
+    for attr in ("model", "module"):
+        inner = getattr(model, attr, None)
+        if inner is not None and inner is not model:
+            return model_size(inner)
+    raise TypeError(
+        f"Cannot measure the size of a {type(model).__name__}: model_size knows torch modules, "
+        "LightGBM models, scikit-learn trees and tree ensembles, and crosskd teachers wrapping them."
+    )
+
+
+def _flatten(parts: Any) -> list[Any]:
+    out: list[Any] = []
+    for part in parts:
+        if isinstance(part, (list, tuple)) or getattr(part, "ndim", 0) > 0:
+            out.extend(_flatten(part))
+        else:
+            out.append(part)
+    return out
 
 
 def time_inference(
