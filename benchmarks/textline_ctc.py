@@ -1,0 +1,580 @@
+"""Text-line OCR with CTC: a CRNN teacher distilled into small CRNN students, 5-fold CV.
+
+Data: the 1,040 captcha text lines of ``../shared/data/ocr/captcha`` (200x50 grey images, label =
+file name, 5 characters from ``2345678bcdefgmnpwxy``), resized to 32x128. A seeded 5-fold
+assignment (:func:`crosskd.vision.kfold_assignment`) tests every image exactly once; inside each
+fold's training part a seeded validation part is held out for early stopping and best-epoch restore.
+
+Rows, per fold:
+
+- the teacher: a CRNN on a timm ``resnet18`` backbone (features up to ``layer2``, horizontal
+  reduction 8: 16 frames per line) with a convolutional head, trained on labels;
+- for each student size (a ``"tiny"`` CRNN backbone at about 1/30 and 1/100 of the teacher's
+  parameters, 32 frames per line): the student alone (labels only), + frame KD (frame-wise KL, the
+  teacher's 16 frames linearly resampled to the student's 32), + sequence KD (the teacher's greedy
+  decodings of each augmented batch as CTC targets), + both.
+
+Columns: sequence accuracy and CER (mean ± std over the folds), parameters, CPU latency per line
+(batch 1, best of several runs, with the run's torch threads). Imports the public API only.
+
+Run (about 35 minutes on 2 CPU cores shared with other jobs, one torch thread)::
+
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/textline_ctc.py --threads 1
+
+One thread on purpose: two torch threads were 1.8x faster on an idle 2-core machine, but about 15x
+slower once another job took one of the cores (the OpenMP threads wait on each other).
+
+Results are rewritten after every fold, so a cut-off run leaves a truthful partial table (marked
+partial, with the number of folds done). ``--quick`` runs a tiny version (a 160-image subset,
+2 folds, 1-2 epochs, tiny models) for the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import crosskd
+from crosskd.profiling import model_size, time_inference
+from crosskd.vision import (
+    CRNN,
+    Alphabet,
+    CTCDistiller,
+    RandomAffine,
+    kfold_assignment,
+    load_textlines,
+)
+
+BENCHMARK = "textline_ctc"
+VARIANTS = (
+    ("alone", None),
+    ("+ frame KD", "frame"),
+    ("+ sequence KD", "sequence"),
+    ("+ both", "both"),
+)
+
+
+def settings(quick: bool) -> dict[str, Any]:
+    """Every setting of a run, written into the markdown and the JSON.
+
+    Args:
+        quick: the tiny test version.
+
+    Returns:
+        A JSON-safe dict.
+    """
+    common = {
+        "data": "../shared/data/ocr/captcha (1,040 lines, 200x50, 5 chars of 2345678bcdefgmnpwxy)",
+        "height": 32,
+        "width": 128,
+        "fold_seed": 0,
+        "val_size": 64,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "warmup_epochs": 1.0,
+        "augment": {"degrees": 3.0, "scale": [0.95, 1.05], "translate": 0.03},
+        "kd": {"temperature": 1.0, "alpha": 0.5, "resample": "linear"},
+        "latency_repeats": 20,
+    }
+    if quick:
+        return {
+            **common,
+            "subset": 160,
+            "folds": 2,
+            "val_size": 16,
+            "teacher": {"backbone": "tiny", "width": 8, "hidden": 32, "head": "conv"},
+            "teacher_epochs": 2,
+            "students": [
+                {"backbone": "tiny", "width": 2, "hidden": 8, "head": "conv"},
+                {"backbone": "tiny", "width": 4, "hidden": 8, "head": "conv"},
+            ],
+            "student_epochs": 1,
+            "patience": None,
+            "latency_repeats": 3,
+        }
+    return {
+        **common,
+        "subset": None,
+        "folds": 5,
+        "teacher": {"backbone": "resnet18", "max_reduction": 8, "hidden": 320, "head": "conv"},
+        "teacher_epochs": 30,
+        "students": [
+            {"backbone": "tiny", "width": 12, "hidden": 64, "head": "conv"},
+            {"backbone": "tiny", "width": 6, "hidden": 36, "head": "conv"},
+        ],
+        "student_epochs": 20,
+        "patience": None,
+    }
+
+
+def default_data() -> Path:
+    """The captcha folder: ``$CROSSKD_DATA/ocr/captcha``, else ``../shared/data/ocr/captcha``."""
+    root = os.environ.get("CROSSKD_DATA")
+    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return base / "ocr" / "captcha"
+
+
+def device_string() -> str:
+    """``cpu: N cores (model name), ...; torch threads T`` for the results."""
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"cpu: {os.cpu_count()} cores ({name}), shared with other work; torch threads "
+        f"{torch.get_num_threads()}"
+    )
+
+
+def log(message: str) -> None:
+    """Print a timestamped progress line to stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def model_name(cfg: dict[str, Any]) -> str:
+    """A short readable name of a CRNN configuration."""
+    if cfg["backbone"] == "tiny":
+        return f"CRNN tiny w{cfg['width']} {cfg['head']}{cfg['hidden']}"
+    return f"CRNN {cfg['backbone']} {cfg['head']}{cfg['hidden']}"
+
+
+def build(cfg: dict[str, Any], num_classes: int, seed: int) -> CRNN:
+    """A freshly initialised CRNN (seeded)."""
+    torch.manual_seed(seed)
+    return CRNN(num_classes=num_classes, in_chans=1, **cfg)
+
+
+def latency(model: torch.nn.Module, image: np.ndarray, repeats: int) -> float:
+    """Best seconds of one batch-1 forward pass plus greedy decoding."""
+    model = model.cpu().eval()
+    x = torch.from_numpy(image[None]).float()
+
+    def predict(batch: torch.Tensor) -> Any:
+        with torch.no_grad():
+            return crosskd.losses.greedy_decode(model(batch))
+
+    return time_inference(predict, x, repeats=repeats, warmup=2)
+
+
+def mean_std(values: list[float]) -> list[float]:
+    """``[mean, std]`` (population std over folds) rounded to 4 decimals."""
+    a = np.asarray(values, dtype=float)
+    return [round(float(a.mean()), 4), round(float(a.std()), 4)]
+
+
+def run(
+    quick: bool,
+    out: Path,
+    command: str,
+    data: Path | None = None,
+    log_fn: Callable[[str], Any] = log,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the cross-validation, writing the outputs after every fold.
+
+    Args:
+        quick: the tiny test version.
+        out: output folder.
+        command: the command line, recorded in the outputs.
+        data: the captcha folder (default ``<shared data>/ocr/captcha``).
+        log_fn: progress printer.
+        progress: print one line per training epoch.
+
+    Returns:
+        The JSON payload of the last write.
+    """
+    cfg = settings(quick)
+    start = time.perf_counter()
+    folder = data if data is not None else default_data()
+    x, y, _ = load_textlines(folder, height=cfg["height"], width=cfg["width"])
+    if cfg["subset"]:
+        keep = np.sort(np.random.default_rng(0).permutation(len(y))[: cfg["subset"]])
+        x, y = x[keep], [y[i] for i in keep]
+    n = len(y)
+    alphabet = Alphabet.from_labels(y)
+    folds = kfold_assignment(n, cfg["folds"], seed=cfg["fold_seed"])
+    augment_cfg = cfg["augment"]
+    kd = cfg["kd"]
+
+    # rows keyed by name: per-fold metrics, params, latency
+    rows: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, role: str, model: CRNN, metrics: dict[str, float], extra: dict) -> None:
+        row = rows.setdefault(
+            name,
+            {
+                "model": name,
+                "role": role,
+                "params": model_size(model).params,
+                "bytes": model_size(model).bytes,
+                "frames": model.output_frames(cfg["height"], cfg["width"]),
+                "folds": [],
+                **extra,
+            },
+        )
+        row["folds"].append({k: round(float(v), 4) for k, v in metrics.items()})
+
+    latencies: dict[str, float] = {}
+
+    def fit(teacher: CRNN | None, student: CRNN, mode: str | None, epochs: int, seed: int):
+        return CTCDistiller(
+            teacher,
+            student,
+            alphabet=alphabet,
+            temperature=kd["temperature"],
+            alpha=0.0 if mode is None else kd["alpha"],
+            mode=mode or "frame",
+            resample=kd["resample"],
+            epochs=epochs,
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            warmup_epochs=cfg["warmup_epochs"],
+            patience=cfg["patience"],
+            augment=RandomAffine(
+                degrees=augment_cfg["degrees"],
+                scale=tuple(augment_cfg["scale"]),
+                translate=augment_cfg["translate"],
+                seed=seed,
+            ),
+            device="cpu",
+            seed=seed,
+            progress=progress,
+        )
+
+    payload: dict[str, Any] = {}
+    for fold in range(cfg["folds"]):
+        test = np.flatnonzero(folds == fold)
+        rest = np.flatnonzero(folds != fold)
+        perm = np.random.default_rng(100 + fold).permutation(rest)
+        val, train = np.sort(perm[: cfg["val_size"]]), np.sort(perm[cfg["val_size"] :])
+        xt, yt = x[train], [y[i] for i in train]
+        xv, yv = x[val], [y[i] for i in val]
+        xs, ys = x[test], [y[i] for i in test]
+        log_fn(
+            f"fold {fold + 1}/{cfg['folds']}: {len(train)} train, {len(val)} val, {len(test)} test"
+        )
+
+        t0 = time.perf_counter()
+        teacher_fit = fit(
+            None,
+            build(cfg["teacher"], alphabet.num_classes, fold),
+            None,
+            cfg["teacher_epochs"],
+            fold,
+        ).fit(xt, yt, eval_set=(xv, yv))
+        teacher = teacher_fit.student_
+        metrics = teacher_fit.evaluate(xs, ys)
+        secs = time.perf_counter() - t0
+        tname = model_name(cfg["teacher"])
+        record(tname, "teacher", teacher, metrics, {})
+        rows[tname]["folds"][-1].update(
+            {"epochs_run": len(teacher_fit.history_), "fit_seconds": round(secs, 1)}
+        )
+        log_fn(f"  teacher {tname}: {metrics} ({len(teacher_fit.history_)} epochs, {secs:.0f} s)")
+        if tname not in latencies:
+            latencies[tname] = latency(teacher, x[0], cfg["latency_repeats"])
+
+        for s_index, s_cfg in enumerate(cfg["students"]):
+            sname = model_name(s_cfg)
+            for label, mode in VARIANTS:
+                t0 = time.perf_counter()
+                seed = 1000 * (s_index + 1) + fold
+                student_fit = fit(
+                    None if mode is None else teacher,
+                    build(s_cfg, alphabet.num_classes, seed),
+                    mode,
+                    cfg["student_epochs"],
+                    seed,
+                ).fit(xt, yt, eval_set=(xv, yv))
+                metrics = student_fit.evaluate(xs, ys)
+                secs = time.perf_counter() - t0
+                name = f"{sname} {label}"
+                record(
+                    name,
+                    "baseline" if mode is None else "distilled",
+                    student_fit.student_,
+                    metrics,
+                    {"student": sname, "kd_mode": mode},
+                )
+                rows[name]["folds"][-1].update(
+                    {"epochs_run": len(student_fit.history_), "fit_seconds": round(secs, 1)}
+                )
+                log_fn(f"  {name}: {metrics} ({len(student_fit.history_)} epochs, {secs:.0f} s)")
+                if sname not in latencies:
+                    latencies[sname] = latency(student_fit.student_, x[0], cfg["latency_repeats"])
+
+        payload = write_outputs(
+            cfg, rows, latencies, fold + 1, time.perf_counter() - start, out, quick, command, n
+        )
+        log_fn(
+            f"fold {fold + 1} done, outputs written ({(time.perf_counter() - start) / 60:.1f} min)"
+        )
+    return payload
+
+
+def summarise(rows: dict[str, dict[str, Any]], latencies: dict[str, float]) -> list[dict[str, Any]]:
+    """Rows in the shared JSON form: metrics as ``[mean, std]`` over the folds done."""
+    result = []
+    for row in rows.values():
+        key = row.get("student", row["model"])
+        seq = [f["sequence_accuracy"] for f in row["folds"]]
+        cer = [f["cer"] for f in row["folds"]]
+        out = {k: v for k, v in row.items() if k != "folds"}
+        out["metrics"] = {"sequence_accuracy": mean_std(seq), "cer": mean_std(cer)}
+        out["timing"] = {"latency_ms_batch1": round(1000 * latencies[key], 3)}
+        out["per_fold"] = row["folds"]
+        result.append(out)
+    return result
+
+
+def check_targets(rows: list[dict[str, Any]], folds_done: int) -> list[dict[str, Any]]:
+    """The issue's three targets, evaluated on the summarised rows.
+
+    Args:
+        rows: :func:`summarise`'s output.
+        folds_done: number of folds the means are over (for the standard error).
+
+    Returns:
+        One dict per target: ``target``, ``met`` (bool) and ``detail``.
+    """
+    teacher = next(r for r in rows if r["role"] == "teacher")
+    t_acc = teacher["metrics"]["sequence_accuracy"][0]
+    t_params = teacher["params"]
+    targets = [
+        {
+            "target": "teacher sequence accuracy >= 0.98 (cross-validated)",
+            "met": t_acc >= 0.98,
+            "detail": f"teacher {t_acc:.4f}",
+        }
+    ]
+    students = sorted(
+        {r["student"]: r["params"] for r in rows if "student" in r}.items(), key=lambda kv: kv[1]
+    )
+    sqrt_k = max(folds_done, 1) ** 0.5
+
+    def per_fold(row: dict[str, Any]) -> np.ndarray:
+        return np.array([f["sequence_accuracy"] for f in row["per_fold"]])
+
+    t_folds = per_fold(teacher)
+    gap_detail, gap_met = "no student size where training alone clearly loses", False
+    for sname, _ in students:  # smallest first
+        alone = next(r for r in rows if r.get("student") == sname and r["kd_mode"] is None)
+        a_folds = per_fold(alone)
+        gap = t_folds - a_folds
+        gap_se = gap.std(ddof=1) / sqrt_k if folds_done > 1 else float("nan")
+        if not (gap.mean() > 0 and gap.mean() > 2 * gap_se):
+            continue
+        best = None
+        for r in rows:
+            if r.get("student") != sname or r["kd_mode"] is None:
+                continue
+            gain = per_fold(r) - a_folds
+            se = gain.std(ddof=1) / sqrt_k if folds_done > 1 else float("nan")
+            recovered = gain.mean() / gap.mean()
+            ok = recovered >= 0.5 and gain.mean() > se
+            cand = (ok, recovered, r["model"], gain.mean(), se)
+            if best is None or cand[:2] > best[:2]:
+                best = cand
+        gap_met = bool(best[0])
+        gap_detail = (
+            f"{sname}: alone {a_folds.mean():.4f} vs teacher {t_folds.mean():.4f} (gap "
+            f"{gap.mean():.4f} ± SE {gap_se:.4f}); best distilled {best[2]}: gain {best[3]:.4f} "
+            f"(SE {best[4]:.4f}), {100 * best[1]:.0f}% of the gap recovered"
+        )
+        break
+    targets.append(
+        {
+            "target": "smallest student where alone clearly loses (gap > 2 SE): distilled "
+            "recovers >= half the gap, gain > its fold-to-fold SE",
+            "met": gap_met,
+            "detail": gap_detail,
+        }
+    )
+    small = [r for r in rows if r["role"] == "distilled" and 30 * r["params"] <= t_params]
+    best_small = max(small, key=lambda r: r["metrics"]["sequence_accuracy"][0], default=None)
+    if best_small is None:
+        targets.append(
+            {
+                "target": "distilled student <= 1/30 params within 1 point",
+                "met": False,
+                "detail": "no distilled student at <= 1/30 of the teacher's parameters",
+            }
+        )
+    else:
+        acc = best_small["metrics"]["sequence_accuracy"][0]
+        targets.append(
+            {
+                "target": "a distilled student at <= 1/30 of the teacher's parameters within "
+                "1 point of the teacher",
+                "met": acc >= t_acc - 0.01,
+                "detail": f"{best_small['model']} ({best_small['params']:,} params, "
+                f"1/{t_params / best_small['params']:.0f}): {acc:.4f} vs teacher {t_acc:.4f}",
+            }
+        )
+    return targets
+
+
+def _pm(value: list[float], digits: int = 3) -> str:
+    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def write_outputs(
+    cfg: dict[str, Any],
+    rows: dict[str, dict[str, Any]],
+    latencies: dict[str, float],
+    folds_done: int,
+    seconds: float,
+    out: Path,
+    quick: bool,
+    command: str,
+    n: int,
+) -> dict[str, Any]:
+    """Write ``textline_ctc.{json,md,png}`` for the folds done so far.
+
+    Returns:
+        The JSON payload.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    device = device_string()
+    summary = summarise(rows, latencies)
+    partial = folds_done < cfg["folds"]
+    targets = check_targets(summary, folds_done)
+    payload = {
+        "benchmark": BENCHMARK,
+        "command": command,
+        "device": device,
+        "date": _dt.date.today().isoformat(),
+        "crosskd_version": crosskd.__version__,
+        "quick": quick,
+        "partial": partial,
+        "folds_done": folds_done,
+        "n_images": n,
+        "settings": cfg,
+        "wall_seconds": round(seconds, 1),
+        "targets": targets,
+        "rows": summary,
+    }
+    (out / f"{BENCHMARK}.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+    status = (f"**Partial: {folds_done} of {cfg['folds']} folds done.** " if partial else "") + (
+        "**Quick run (subset, tiny models).**" if quick else ""
+    )
+    lines = [
+        f"# Text-line OCR with CTC: CRNN teacher and distilled students ({cfg['folds']}-fold CV)",
+        "",
+        f"`{command}` on {device}; crosskd {crosskd.__version__}, {payload['date']}; "
+        f"wall time {seconds / 60:.1f} min. {status}",
+        "",
+        f"{n:,} captcha text lines resized to {cfg['height']}x{cfg['width']}; {cfg['folds']}-fold "
+        f"cross-validation (seeded, seed {cfg['fold_seed']}: every line tested once), "
+        f"{cfg['val_size']} lines of each fold's training part held out for early stopping. "
+        "Sequence accuracy and CER are `mean ± std` over the "
+        f"{folds_done} fold(s) done. Latency: one line (batch 1) forward + greedy decoding, best "
+        f"of {cfg['latency_repeats']} runs, {torch.get_num_threads()} torch thread(s). KD: T={cfg['kd']['temperature']:g}, "
+        f"alpha={cfg['kd']['alpha']:g}; the teacher runs online on the same augmented batches.",
+        "",
+        "| model | role | params | 1/x of teacher | frames | seq. accuracy | CER | latency ms | "
+        "epochs run (mean) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    t_params = next(r["params"] for r in summary if r["role"] == "teacher")
+    for r in summary:
+        epochs = np.mean([f["epochs_run"] for f in r["per_fold"]])
+        lines.append(
+            f"| {r['model']} | {r['role']} | {r['params']:,} | {t_params / r['params']:.0f} | "
+            f"{r['frames']} | {_pm(r['metrics']['sequence_accuracy'])} | "
+            f"{_pm(r['metrics']['cer'], 4)} | {r['timing']['latency_ms_batch1']:.2f} | "
+            f"{epochs:.1f} |"
+        )
+    lines += ["", "## Targets (issue 5)", ""]
+    for t in targets:
+        lines.append(f"- {'met' if t['met'] else 'MISSED'}: {t['target']}. {t['detail']}.")
+    lines += ["", "## Settings", "", "```json", json.dumps(cfg, indent=2), "```", ""]
+    (out / f"{BENCHMARK}.md").write_text("\n".join(lines))
+    _plot(summary, out / f"{BENCHMARK}.png", folds_done)
+    return payload
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, folds_done: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    teacher = next(r for r in rows if r["role"] == "teacher")
+    t_acc = teacher["metrics"]["sequence_accuracy"]
+    ax.axhline(t_acc[0], color="#1f77b4", ls="--", label=f"teacher ({teacher['params']:,} params)")
+    styles = {
+        None: ("#d62728", "o", "alone"),
+        "frame": ("#2ca02c", "s", "+ frame KD"),
+        "sequence": ("#9467bd", "^", "+ sequence KD"),
+        "both": ("#ff7f0e", "D", "+ both"),
+    }
+    for mode, (color, marker, label) in styles.items():
+        pts = sorted(
+            (r["params"], *r["metrics"]["sequence_accuracy"])
+            for r in rows
+            if "student" in r and r["kd_mode"] == mode
+        )
+        if pts:
+            p, m, s = zip(*pts, strict=True)
+            ax.errorbar(p, m, yerr=s, color=color, marker=marker, capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters")
+    ax.set_ylabel(f"sequence accuracy (mean ± std, {folds_done} fold(s))")
+    ax.set_title("captcha text lines: students alone vs distilled")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point.
+
+    Args:
+        argv: arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The JSON payload written.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run for the tests")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--data", default=None, help="captcha folder (default: shared data)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    command = (
+        f"OMP_NUM_THREADS={args.threads} nice -n 5 python benchmarks/textline_ctc.py "
+        f"--threads {args.threads}" + (" --quick" if args.quick else "")
+    )
+    payload = run(
+        args.quick,
+        Path(args.out),
+        command,
+        Path(args.data) if args.data else None,
+        progress=not args.quick,
+    )
+    print(f"wrote {args.out}/{BENCHMARK}.md/.json/.png in {payload['wall_seconds'] / 60:.1f} min")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The text-line CTC benchmark's quick mode runs end to end and writes the shared JSON form."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "textline_ctc.py"
+
+
+@pytest.mark.data
+def test_textline_ctc_quick(tmp_path, shared_data) -> None:
+    spec = importlib.util.spec_from_file_location("textline_ctc", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        module.main(
+            ["--quick", "--out", str(tmp_path), "--data", str(shared_data / "ocr" / "captcha")]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    payload = json.loads((tmp_path / "textline_ctc.json").read_text())
+    assert payload["benchmark"] == "textline_ctc" and payload["quick"] is True
+    assert payload["device"].startswith("cpu: ")
+    for key in ("command", "date", "crosskd_version", "rows", "settings", "targets"):
+        assert key in payload
+    assert payload["partial"] is False and payload["folds_done"] == 2
+    rows = payload["rows"]
+    roles = [row["role"] for row in rows]
+    assert roles.count("teacher") == 1 and roles.count("baseline") == 2
+    assert roles.count("distilled") == 6
+    assert {row["kd_mode"] for row in rows if "kd_mode" in row} == {
+        None,
+        "frame",
+        "sequence",
+        "both",
+    }
+    for row in rows:
+        assert row["params"] > 0 and row["timing"]["latency_ms_batch1"] > 0
+        for name in ("sequence_accuracy", "cer"):
+            mean, std = row["metrics"][name]
+            assert 0.0 <= mean <= 1.0 + 1e-9 and std >= 0.0
+        assert len(row["per_fold"]) == 2
+    assert len(payload["targets"]) == 3
+    assert all(isinstance(t["met"], bool) for t in payload["targets"])
+    md = (tmp_path / "textline_ctc.md").read_text()
+    assert md.startswith("# Text-line OCR with CTC") and "| model | role |" in md
+    assert (tmp_path / "textline_ctc.png").stat().st_size > 1000
