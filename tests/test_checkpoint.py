@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from toy import LinearTeacher
 
 from crosskd import Distiller
 from crosskd.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from crosskd.exceptions import BundleError, ConfigError, DataError
-from crosskd.teachers.base import Teacher, TeacherInfo
 
 HERE = Path(__file__).parent
 
@@ -107,17 +107,6 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, single
 
 # --------------------------------------------------------------------------------------------------
 # in-process checks on a plain torch student
-
-
-class LinearTeacher(Teacher):
-    def __init__(self, W: np.ndarray):
-        self.W = W
-        self.info = TeacherInfo(
-            num_classes=W.shape[1], classes=tuple(range(W.shape[1])), kind="toy"
-        )
-
-    def _logits(self, X):
-        return np.asarray(X, dtype=np.float64) @ self.W
 
 
 def _data(n=300, d=4, k=3, seed=0):

@@ -5,22 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from toy import LinearTeacher
 
 import crosskd.trainer as trainer_module
 from crosskd import MLP, Distiller, auto_batch_size
 from crosskd.losses import distillation_loss, packed_soft_targets
-from crosskd.teachers.base import Teacher, TeacherInfo
-
-
-class LinearTeacher(Teacher):
-    def __init__(self, W):
-        self.W = W
-        self.info = TeacherInfo(
-            num_classes=W.shape[1], classes=tuple(range(W.shape[1])), kind="toy"
-        )
-
-    def _logits(self, X):
-        return np.asarray(X, dtype=np.float64) @ self.W
 
 
 def _data(n=600, d=5, k=3, seed=0):

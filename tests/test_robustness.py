@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from toy import LinearTeacher
 
 import crosskd
 from crosskd import Distiller, PrecomputedTeacher, TabularStudent
@@ -29,20 +30,8 @@ from crosskd.cli import main
 from crosskd.exceptions import ConfigError, CrossKDError, DataError, DeviceError
 from crosskd.tabular import MLP
 from crosskd.teachers import LightGBMTeacher
-from crosskd.teachers.base import Teacher, TeacherInfo
 
 PACKAGE = Path(crosskd.__file__).parent
-
-
-class LinearTeacher(Teacher):
-    def __init__(self, W: np.ndarray):
-        self.W = W
-        self.info = TeacherInfo(
-            num_classes=W.shape[1], classes=tuple(range(W.shape[1])), kind="toy"
-        )
-
-    def _logits(self, X):
-        return np.asarray(X, dtype=np.float64) @ self.W
 
 
 def data(n=120, d=4, k=3, seed=0):

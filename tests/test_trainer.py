@@ -7,22 +7,10 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
+from toy import LinearTeacher
 
 from crosskd import Distiller, ModuleTeacher, TabularStudent
 from crosskd.exceptions import ConfigError, DataError, DeviceError, NotFittedError, TrainingError
-from crosskd.teachers.base import Teacher, TeacherInfo
-
-
-class LinearTeacher(Teacher):
-    """A known linear teacher: logits = X @ W."""
-
-    def __init__(self, W: np.ndarray, classes=None):
-        self.W = W
-        k = W.shape[1]
-        self.info = TeacherInfo(num_classes=k, classes=tuple(classes or range(k)), kind="toy")
-
-    def _logits(self, X):
-        return np.asarray(X, dtype=np.float64) @ self.W
 
 
 def make_data(n=1200, d=5, k=3, seed=0):
