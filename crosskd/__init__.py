@@ -64,6 +64,7 @@ from .vision import (
     read_idx,
 )
 from .vision.distill import distill_images
+from .vision.textline_distill import distill_textlines
 
 
 def __getattr__(name: str):
@@ -79,16 +80,22 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'crosskd' has no attribute {name!r}")
 
 
-def load(path) -> Distiller:
+def load(path) -> Distiller | CTCDistiller:
     """Load a student saved with :meth:`Distiller.save` (or by ``crosskd distill``) for prediction.
 
-    ``path`` is the ``.safetensors`` file, or a run folder holding ``student.safetensors``.
+    ``path`` is the ``.safetensors`` file, or a run folder holding ``student.safetensors``. A
+    text-line student (saved by :meth:`CTCDistiller.save`, ``crosskd distill --task textline``)
+    comes back as a :class:`CTCDistiller`, whose ``predict`` reads lines.
     """
     from pathlib import Path
+
+    from .io import read_bundle_info
 
     p = Path(path)
     if p.is_dir():
         p = p / "student.safetensors"
+    if p.is_file() and (read_bundle_info(p).get("metadata") or {}).get("task") == "textline":
+        return CTCDistiller.load(p)
     return Distiller.load(p)
 
 
@@ -140,6 +147,7 @@ __all__ = [
     "load_mnist",
     "read_idx",
     "distill_images",
+    "distill_textlines",
     "ctc_loss",
     "frame_kd_loss",
     "blank_aware_kd_loss",

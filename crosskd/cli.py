@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import DEFAULTS
 from .exceptions import CrossKDError
+from .vision.textline_distill import TEXTLINE_DEFAULTS
 
 __all__ = ["main"]
 
@@ -148,15 +149,78 @@ def build_parser() -> argparse.ArgumentParser:
         "take the image defaults of crosskd.vision.distill_images (T=4, alpha=0.9, an 800-800 MLP).",
     )
     images.add_argument(
-        "--task", choices=["auto", "table", "image"], default="auto", help="default: from --data"
+        "--task",
+        choices=["auto", "table", "image", "textline"],
+        default="auto",
+        help="default: from --data (a folder of <label>.png text lines or a TSV of "
+        "path<TAB>label lines is textline)",
     )
     images.add_argument(
         "--teacher",
-        metavar="timm:NAME",
-        help="teacher architecture to train (default timm:resnet18)",
+        metavar="SPEC",
+        help="image data: the teacher architecture to train, timm:NAME (default timm:resnet18); "
+        "text lines: the teacher.safetensors of an earlier text-line run (skips the teacher's "
+        "training)",
     )
     images.add_argument(
         "--student", metavar="KIND", help="mlp (default), cnn, or timm:NAME for image data"
+    )
+    images.add_argument(
+        "--teacher-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of the teacher's training (default: --epochs)",
+    )
+    t = TEXTLINE_DEFAULTS
+    lines = distill.add_argument_group(
+        "text-line data (--task textline)",
+        "--data is a folder of images named <label>.png, or a TSV of path<TAB>label lines (paths "
+        "relative to the TSV). Lines are read in grey, resized to --height and padded to one "
+        "width. A CRNN teacher is trained on the labels with CTC (or --teacher CHECKPOINT is "
+        "used), then distilled into a small CRNN student. Flags not given take "
+        "crosskd.vision.textline_distill.TEXTLINE_DEFAULTS.",
+    )
+    lines.add_argument(
+        "--teacher-backbone",
+        metavar="NAME",
+        help=f"the teacher CRNN's backbone: tiny or a timm CNN name (default "
+        f"{t['teacher']['backbone']})",
+    )
+    lines.add_argument(
+        "--student-backbone",
+        metavar="NAME",
+        help=f"the student CRNN's backbone: tiny or a timm CNN name (default "
+        f"{t['student']['backbone']})",
+    )
+    lines.add_argument(
+        "--student-width",
+        type=int,
+        metavar="N",
+        help=f"channels of the first stage of a tiny student backbone (default "
+        f"{t['student']['width']}); --hidden N sets its head width (default "
+        f"{t['student']['hidden']})",
+    )
+    lines.add_argument(
+        "--kd-mode",
+        choices=["frame", "sequence", "both"],
+        help=f"CTC distillation: frame-wise KL, the teacher's decodings as targets, or both "
+        f"(default {t['mode']})",
+    )
+    lines.add_argument(
+        "--height", type=int, metavar="PX", help=f"line height in pixels (default {t['height']})"
+    )
+    lines.add_argument(
+        "--width",
+        type=int,
+        metavar="PX",
+        help="line width in pixels after padding (default: the widest training line)",
+    )
+    lines.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="no augmentation (default: crosskd.vision.textline_augment)",
     )
 
     export = sub.add_parser(
@@ -211,7 +275,114 @@ def _distill_images(args: argparse.Namespace, flags: dict) -> None:
         kwargs["teacher"] = args.teacher
     if args.student:
         kwargs["student"] = args.student
+    if args.teacher_epochs is not None:
+        kwargs["teacher_epochs"] = args.teacher_epochs
     distill_images(given["data"], given["out"], progress=not given.get("quiet"), **kwargs)
+
+
+#: text-line flags (attribute name -> flag), refused for tables and images
+TEXTLINE_ONLY = {
+    "teacher_backbone": "--teacher-backbone",
+    "student_backbone": "--student-backbone",
+    "student_width": "--student-width",
+    "kd_mode": "--kd-mode",
+    "height": "--height",
+    "width": "--width",
+    "augment": "--no-augment",
+}
+
+
+def _check_not_textline(args: argparse.Namespace, task: str) -> None:
+    given = [flag for name, flag in TEXTLINE_ONLY.items() if getattr(args, name) is not None]
+    if task == "table" and args.teacher_epochs is not None:
+        given.insert(0, "--teacher-epochs")
+    if given:
+        from .exceptions import ConfigError
+
+        raise ConfigError(
+            f"{', '.join(given)}: only for text-line data (--task textline), but --data is read as "
+            f"{'a table' if task == 'table' else 'image data'}. Remove them, or pass --task textline."
+        )
+
+
+def _distill_textlines(args: argparse.Namespace, flags: dict) -> None:
+    """``crosskd distill --task textline``: settings given (file, then flags) over
+    :data:`~crosskd.vision.textline_distill.TEXTLINE_DEFAULTS`."""
+    from .config import load_config
+    from .exceptions import ConfigError
+    from .vision.textline_distill import distill_textlines
+
+    given = dict(load_config(args.config)) if args.config else {}
+    given.update({k: v for k, v in flags.items() if v is not None and v != []})
+    for key in ("data", "out"):
+        if not given.get(key):
+            raise ConfigError(f"--{key} is required (on the command line or in the config file).")
+    refused = sorted("--" + k for k in ("target", "drop") if given.get(k))
+    if args.student:
+        refused.append("--student")
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)}: not for text lines (labels come from the file names or the "
+            "TSV; choose the student with --student-backbone, --student-width and --hidden). "
+            "Remove them."
+        )
+    teacher_model = given.get("teacher_model")
+    if args.teacher:
+        if args.teacher.startswith("timm:"):
+            raise ConfigError(
+                f"--teacher {args.teacher}: for text lines --teacher is a checkpoint file (the "
+                "teacher.safetensors of an earlier run). Choose the architecture of a new teacher "
+                f"with --teacher-backbone {args.teacher[len('timm:') :] or 'NAME'}."
+            )
+        if teacher_model is not None and flags.get("teacher_model") is not None:
+            raise ConfigError("Give the teacher checkpoint once: --teacher or --teacher-model.")
+        teacher_model = args.teacher
+    if teacher_model is not None and args.teacher_backbone is not None:
+        raise ConfigError(
+            "--teacher-backbone chooses the architecture of a teacher to train, but a teacher "
+            "checkpoint is given (its architecture is in the file). Give one of them."
+        )
+    settings: dict = {}
+    for key in ("temperature", "alpha", "epochs", "batch_size", "device", "precision", "seed"):
+        if key in given:
+            settings[key] = given[key]
+    if "test_size" in given:
+        settings["test_size"] = float(given["test_size"])
+    if args.teacher_epochs is not None:
+        settings["teacher_epochs"] = args.teacher_epochs
+    if args.kd_mode is not None:
+        settings["mode"] = args.kd_mode
+    for key in ("height", "width"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.augment is False:
+        settings["augment"] = None
+    if args.teacher_backbone is not None:
+        settings["teacher"] = {"backbone": args.teacher_backbone}
+    student: dict = {}
+    if args.student_backbone is not None:
+        student["backbone"] = args.student_backbone
+    if args.student_width is not None:
+        student["width"] = args.student_width
+    hidden = given.get("hidden")
+    if hidden is not None:
+        hidden = list(hidden)
+        if len(hidden) != 1:
+            raise ConfigError(
+                f"--hidden for text lines is the width of the student's head, one number such as "
+                f"64; got {','.join(map(str, hidden))}."
+            )
+        student["hidden"] = hidden[0]
+    if student:
+        settings["student"] = student
+    distill_textlines(
+        given["data"],
+        given["out"],
+        test=given.get("test"),
+        teacher_model=teacher_model,
+        progress=not given.get("quiet"),
+        **settings,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .config import KEYS, load_config, resolve_settings
             from .distill import distill_table
             from .vision.data import looks_like_images
+            from .vision.textlines import looks_like_textlines
 
             flags = {k: getattr(args, k) for k in KEYS}
             task = args.task
@@ -244,14 +416,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     load_config(args.config).get("data") if args.config else None
                 )
                 # A folder with --target is a mistaken table path (read_table says so); an .npz or
-                # IDX file is images whatever else is given.
+                # IDX file is images whatever else is given. Text lines: a folder of images without
+                # subfolders, or a .tsv whose first line names an image file.
                 images = data is not None and looks_like_images(data)
                 if images and Path(data).is_dir() and flags["target"] is not None:
                     images = False
-                task = "image" if images else "table"
-            if task == "image":
+                lines = data is not None and flags["target"] is None and looks_like_textlines(data)
+                task = "textline" if lines else "image" if images else "table"
+            if task == "textline":
+                _distill_textlines(args, flags)
+            elif task == "image":
+                _check_not_textline(args, task)
                 _distill_images(args, flags)
             else:
+                _check_not_textline(args, task)
                 settings = resolve_settings(args.config, flags)
                 quiet = settings.pop("quiet")
                 distill_table(

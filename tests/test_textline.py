@@ -23,6 +23,7 @@ from crosskd.vision import (
     CTCDistiller,
     kfold_assignment,
     load_textlines,
+    looks_like_textlines,
     read_textline_folder,
     read_textline_tsv,
     resize_textline,
@@ -86,6 +87,49 @@ def test_reader_errors_name_the_file(tmp_path):
     tsv.write_text("no tab here\n")
     with pytest.raises(DataError, match="no tab"):
         read_textline_tsv(tsv)
+
+
+def test_colour_transparent_and_16bit_lines_read_as_grey(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rgb = np.zeros((12, 40, 3), np.uint8)
+    rgb[...] = (255, 255, 255)
+    rgb[3:9, 5:20] = (200, 0, 0)  # red text on white
+    Image.fromarray(rgb).save(folder / "rgb.png")
+    rgba = np.zeros((12, 40, 4), np.uint8)  # dark text on a transparent (black, alpha 0) ground
+    rgba[3:9, 5:20] = (0, 0, 0, 255)
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    grey16 = np.full((12, 40), 65535, np.uint16)
+    grey16[3:9, 5:20] = 0
+    Image.fromarray(grey16).save(folder / "sixteen.png")
+    x, y, _ = read_textline_folder(folder, height=12, width=40, pad_value=1.0)
+    assert x.shape == (3, 1, 12, 40) and y == ["rgb", "rgba", "sixteen"]
+    for i in range(3):  # a white ground and dark text in every file
+        assert x[i, 0, 0, 0] == pytest.approx(1.0) and x[i, 0, 5, 10] < 0.5
+    x3, _, _ = read_textline_folder(folder, height=12, width=40, channels=3)
+    assert x3.shape == (3, 3, 12, 40)
+    np.testing.assert_allclose(x3[0, :, 5, 10], [200 / 255, 0, 0])
+
+
+def test_looks_like_textlines(tmp_path):
+    _write_lines(tmp_path / "lines", ["ab", "cd"])
+    assert looks_like_textlines(tmp_path / "lines")
+    (tmp_path / "captcha").mkdir()
+    (tmp_path / "captcha" / "README.md").write_text("x")
+    _write_lines(tmp_path / "captcha" / "images", ["ab"])
+    assert looks_like_textlines(tmp_path / "captcha")  # the shared captcha layout
+    _write_lines(tmp_path / "classes" / "cat", ["1"])
+    _write_lines(tmp_path / "classes" / "dog", ["2"])
+    assert not looks_like_textlines(tmp_path / "classes")  # class subfolders: image data
+    (tmp_path / "empty").mkdir()
+    assert not looks_like_textlines(tmp_path / "empty")
+    (tmp_path / "lines.tsv").write_text("path\tlabel\nlines/ab.png\tab\n")
+    assert looks_like_textlines(tmp_path / "lines.tsv")
+    (tmp_path / "table.tsv").write_text("amount\tis_fraud\n3.5\t0\n")
+    assert not looks_like_textlines(tmp_path / "table.tsv")
+    (tmp_path / "t.csv").write_text("path,label\nlines/ab.png,ab\n")
+    assert not looks_like_textlines(tmp_path / "t.csv")
+    assert not looks_like_textlines(tmp_path / "missing")
 
 
 def test_resize_keeps_aspect_and_pads():
@@ -237,15 +281,38 @@ def test_cer_and_sequence_accuracy_hand_computed():
 
 
 def test_crnn_shapes_and_bundle(tmp_path):
-    m = CRNN("tiny", num_classes=7, width=4, hidden=8)
+    m = CRNN("tiny", num_classes=7, width=4, hidden=8, height=16)
     assert m(torch.rand(2, 1, 16, 64)).shape == (2, 16, 7)
     assert m.output_frames(16, 64) == 16
-    lstm = CRNN("tiny", num_classes=7, width=4, hidden=8, head="bilstm")
+    lstm = CRNN("tiny", num_classes=7, width=4, hidden=8, head="bilstm", height=16)
     assert lstm(torch.rand(2, 1, 16, 64)).shape == (2, 16, 7)
     with pytest.raises(ConfigError, match="head"):
         CRNN("tiny", num_classes=7, head="gru")
     with pytest.raises(DataError, match="in_chans"):
         m(torch.rand(2, 3, 16, 64))
+
+
+def test_crnn_height_pooling():
+    # flatten: each frame holds all D x H' features of its column, so the model is tied to its
+    # input height; mean: height averaged away, any height, fewer head parameters
+    flat = CRNN("tiny", num_classes=7, width=4, hidden=8, height=32)
+    mean = CRNN("tiny", num_classes=7, width=4, hidden=8, height=32, pool="mean")
+    assert flat.feature_height == 4 and flat.config()["pool"] == "flatten"
+    assert flat.head.net[0].in_channels == 4 * 16 and mean.head.net[0].in_channels == 16
+    assert flat(torch.rand(2, 1, 32, 64)).shape == mean(torch.rand(2, 1, 32, 64)).shape
+    assert mean(torch.rand(2, 1, 48, 64)).shape == (2, 16, 7)
+    with pytest.raises(DataError, match=r"32 pixels high.*height 48.*load_textlines\(height=32\)"):
+        flat(torch.rand(2, 1, 48, 64))
+    with pytest.raises(ConfigError, match="pool"):
+        CRNN("tiny", num_classes=7, pool="max")
+    with pytest.raises(ConfigError, match="height"):
+        CRNN("tiny", num_classes=7, height=0)
+    # a round trip keeps the pooling; a config saved before ``pool`` existed is a mean-pooled model
+    assert CRNN.from_config(flat.config()).config() == flat.config()
+    old = {k: v for k, v in mean.config().items() if k not in ("pool", "height")}
+    rebuilt = CRNN.from_config(old)
+    assert rebuilt.pool == "mean"
+    rebuilt.load_state_dict(mean.state_dict())
 
 
 def test_crnn_timm_backbone_reduction():
@@ -278,7 +345,7 @@ def test_ctc_distiller_end_to_end(tmp_path):
     xv, yv, x, y = x[200:], y[200:], x[:200], y[:200]
     alphabet = Alphabet.from_labels(y)
     torch.manual_seed(0)
-    teacher = CRNN("tiny", num_classes=alphabet.num_classes, width=16, hidden=64)
+    teacher = CRNN("tiny", num_classes=alphabet.num_classes, width=16, hidden=64, height=16)
     fitted_teacher = CTCDistiller(
         None,
         teacher,
@@ -293,7 +360,7 @@ def test_ctc_distiller_end_to_end(tmp_path):
     assert teacher_cer < 0.5
 
     torch.manual_seed(1)
-    student = CRNN("tiny", num_classes=alphabet.num_classes, width=8, hidden=32)
+    student = CRNN("tiny", num_classes=alphabet.num_classes, width=8, hidden=32, height=16)
     untrained = CTCDistiller(None, student, alphabet=alphabet, alpha=0.0, device="cpu")
     untrained.student_, untrained.alphabet_, untrained.device_ = (
         student,
@@ -336,6 +403,74 @@ def test_ctc_distiller_settings_errors():
         CTCDistiller(None, CRNN(num_classes=3), alphabet=a, alpha=0.0, device="cpu").fit(x, y)
     with pytest.raises(ConfigError, match="mode"):
         CTCDistiller(None, CRNN(num_classes=a.num_classes), alpha=0.0, mode="x").fit(x, y)
+
+
+class _BlankOnly(torch.nn.Module):
+    """A 'CRNN' that ignores its input: CTC can only teach it the all-blank output."""
+
+    def __init__(self, num_classes: int, frames: int = 16) -> None:
+        super().__init__()
+        self.num_classes, self.frames = num_classes, frames
+        self.out = torch.nn.Linear(1, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(x.new_zeros(len(x), self.frames, 1))
+
+
+def test_ctc_distiller_restarts_from_the_all_blank_plateau(capsys):
+    x, y = _render(24, 2)
+    a = Alphabet.from_labels(y)
+    model = _BlankOnly(a.num_classes)
+    first = model.out.bias.detach().clone()
+    kd = CTCDistiller(
+        None,
+        model,
+        alphabet=a,
+        alpha=0.0,
+        epochs=3,
+        plateau_epochs=1,
+        plateau_restarts=2,
+        batch_size=8,
+        device="cpu",
+        progress=True,
+    ).fit(x, y)
+    assert kd.restarts_ == 2
+    # two stalled attempts of one epoch each, then the last attempt runs all its epochs
+    assert [h["attempt"] for h in kd.history_] == [0, 1, 2, 2, 2]
+    assert "all-blank plateau after 1 epochs" in capsys.readouterr().err
+    # each attempt starts from new (seeded) weights
+    assert not torch.equal(kd.student_.out.bias, first)
+
+    off = CTCDistiller(
+        None,
+        _BlankOnly(a.num_classes),
+        alphabet=a,
+        alpha=0.0,
+        epochs=3,
+        plateau_epochs=1,
+        plateau_restarts=0,
+        batch_size=8,
+        device="cpu",
+        progress=False,
+    ).fit(x, y)
+    assert off.restarts_ == 0 and len(off.history_) == 3 and "attempt" not in off.history_[0]
+    for bad in ({"plateau_restarts": -1}, {"plateau_restarts": 1.5}, {"plateau_epochs": 0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            CTCDistiller(None, _BlankOnly(a.num_classes), alphabet=a, alpha=0.0, **bad).fit(x, y)
+
+
+def test_reinitialise_keeps_the_bilstm_forget_bias():
+    from crosskd.vision.ctc_trainer import _reinitialise
+
+    m = CRNN("tiny", num_classes=7, width=4, hidden=8, head="bilstm", height=16)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    _reinitialise(m, 1)
+    assert not torch.equal(before["classifier.weight"], m.classifier.weight)
+    bias = m.head.lstm.bias_ih_l0.detach()
+    assert torch.all(bias[8:16] == 1.0) and torch.all(bias[:8] == 0.0)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    _reinitialise(m, 1)  # same seed, same weights
+    assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
 
 
 @pytest.mark.data

@@ -20,6 +20,8 @@ from crosskd.vision import (
     ImageMLP,
     ImagePreprocess,
     RandomAffine,
+    RandomBlur,
+    RandomNoise,
     RandomShift,
     SmallCNN,
     TimmStudent,
@@ -30,6 +32,7 @@ from crosskd.vision import (
     read_idx,
     read_image_folder,
     read_npz,
+    textline_augment,
 )
 
 
@@ -203,6 +206,100 @@ def test_affine_and_compose_keep_shapes() -> None:
     aug = Compose(RandomShift(1), RandomAffine(degrees=10, scale=(0.9, 1.1), translate=0.05))
     assert aug(x).shape == x.shape
     torch.testing.assert_close(RandomAffine(degrees=0, scale=(1, 1))(x), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda seed: RandomBlur((0.3, 1.5), p=0.5, seed=seed),
+        lambda seed: RandomNoise((0.02, 0.2), p=0.5, seed=seed),
+        lambda seed: textline_augment(seed, blur_p=0.5, noise_p=0.5),
+    ],
+    ids=["blur", "noise", "textline_augment"],
+)
+def test_blur_noise_are_seeded_and_keep_shape_dtype(make) -> None:
+    x = torch.rand(16, 2, 12, 20)
+    out = make(3)(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    torch.testing.assert_close(make(3)(x), out, rtol=0, atol=0)  # same seed, same output
+    assert not torch.equal(make(4)(x), out)  # another seed, other draws
+    aug = make(3)
+    first = aug(x)
+    assert not torch.equal(aug(x), first)  # the generator moves on ...
+    aug.reset()
+    torch.testing.assert_close(aug(x), first, rtol=0, atol=0)  # ... and reset() rewinds it
+    changed = (out != x).flatten(1).any(dim=1)
+    if not isinstance(aug, Compose):  # (the affine part of textline_augment moves every image)
+        assert 0 < int(changed.sum()) < len(x)  # p=0.5: some images augmented, some untouched
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    batch = (x.double(), torch.arange(16))
+    out64, idx = make(3)(batch)
+    assert out64.dtype == torch.float64 and torch.equal(idx, batch[1])
+
+
+def test_blur_noise_with_p_zero_are_the_identity() -> None:
+    x = torch.rand(8, 1, 10, 30)
+    assert torch.equal(RandomBlur((0.5, 2.0), p=0.0)(x), x)
+    assert torch.equal(RandomNoise((0.1, 0.3), p=0.0)(x), x)
+    assert torch.equal(RandomBlur((0.0, 0.0), p=1.0)(x), x)
+    assert torch.equal(RandomNoise((0.0, 0.0), p=1.0)(x), x)
+
+
+def test_blur_is_a_normalised_gaussian_that_keeps_constant_images() -> None:
+    constant = torch.full((4, 3, 9, 14), 0.37)
+    torch.testing.assert_close(RandomBlur((0.5, 2.0), p=1.0)(constant), constant)
+    impulse = torch.zeros(1, 1, 15, 15)
+    impulse[0, 0, 7, 7] = 1.0
+    out = RandomBlur((1.0, 1.0), p=1.0)(impulse)[0, 0]
+    g = torch.exp(-0.5 * torch.arange(-3.0, 4.0) ** 2)
+    g = g / g.sum()
+    expected = torch.zeros(15, 15)
+    expected[4:11, 4:11] = g[:, None] * g[None, :]  # radius ceil(3 * sigma) = 3
+    torch.testing.assert_close(out, expected)
+    assert float(out.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_noise_is_clamped_and_has_the_drawn_std() -> None:
+    x = torch.full((64, 1, 16, 16), 0.5)
+    out = RandomNoise((0.1, 0.1), p=1.0)(x)
+    assert float((out - x).std()) == pytest.approx(0.1, rel=0.05)
+    edges = torch.cat([torch.zeros(8, 1, 8, 8), torch.ones(8, 1, 8, 8)])
+    noisy = RandomNoise((0.5, 0.5), p=1.0)(edges)
+    assert float(noisy.min()) == 0.0 and float(noisy.max()) == 1.0
+    assert 0 < float((noisy != edges).float().mean()) < 1
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: RandomBlur((1.0, 0.5)), r"sigma must be a pair \(low, high\)"),
+        (lambda: RandomBlur((-0.1, 0.5)), "0 <= low <= high"),
+        (lambda: RandomBlur(1.0), "sigma must be a pair"),
+        (lambda: RandomBlur((0.1, float("inf"))), "sigma must be a pair"),
+        (lambda: RandomBlur(p=1.5), r"p \(the probability of augmenting an image\) must be in"),
+        (lambda: RandomNoise((0.1, "x")), "std must be a pair"),
+        (lambda: RandomNoise(p=-0.1), "must be in \\[0, 1\\]"),
+        (lambda: RandomNoise(p=True), "must be in"),
+        (lambda: RandomNoise(seed=1.5), "seed must be an integer"),
+        (lambda: textline_augment(noise_p=2), "must be in"),
+        (lambda: textline_augment(scale=(1.1, 0.9)), "scale must be"),
+        (lambda: textline_augment(seed="0"), "seed must be an integer"),
+    ],
+)
+def test_blur_noise_bad_arguments(make, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_augment_reprs() -> None:
+    assert (
+        repr(RandomBlur((0.1, 1.0), p=0.3, seed=2)) == "RandomBlur(sigma=(0.1, 1.0), p=0.3, seed=2)"
+    )
+    assert repr(RandomNoise((0, 0.05), p=0.3)) == "RandomNoise(std=(0.0, 0.05), p=0.3, seed=0)"
+    assert repr(textline_augment(1)) == (
+        "Compose(RandomAffine(degrees=3.0, scale=(0.95, 1.05), translate=0.03, seed=3), "
+        "RandomBlur(sigma=(0.1, 1.0), p=0.3, seed=4), RandomNoise(std=(0.0, 0.05), p=0.3, seed=5))"
+    )
 
 
 class _Recorder(torch.nn.Module):

@@ -4,7 +4,15 @@ preprocessing, and image students (an MLP on pixels, a small CNN, any timm model
 Importing this package does not import timm; :class:`TimmStudent` imports it when created.
 """
 
-from .augment import BatchAugment, Compose, RandomAffine, RandomShift
+from .augment import (
+    BatchAugment,
+    Compose,
+    RandomAffine,
+    RandomBlur,
+    RandomNoise,
+    RandomShift,
+    textline_augment,
+)
 from .crnn import CRNN, TinyBackbone
 from .ctc_trainer import CTCDistiller
 from .data import (
@@ -23,6 +31,7 @@ from .textlines import (
     TextlineSplit,
     kfold_assignment,
     load_textlines,
+    looks_like_textlines,
     read_textline_folder,
     read_textline_tsv,
     resize_textline,
@@ -34,6 +43,9 @@ __all__ = [
     "Compose",
     "RandomAffine",
     "RandomShift",
+    "RandomBlur",
+    "RandomNoise",
+    "textline_augment",
     "as_images",
     "load_digits_images",
     "load_images",
@@ -46,10 +58,12 @@ __all__ = [
     "SmallCNN",
     "TimmStudent",
     "distill_images",
+    "distill_textlines",
     "Alphabet",
     "TextlineSplit",
     "kfold_assignment",
     "load_textlines",
+    "looks_like_textlines",
     "read_textline_folder",
     "read_textline_tsv",
     "resize_textline",
@@ -60,9 +74,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy export of the pipeline function
+def __getattr__(name: str):  # noqa: ANN202 - lazy export of the pipeline functions
     if name == "distill_images":
         from .distill import distill_images
 
         return distill_images
+    if name == "distill_textlines":
+        from .textline_distill import distill_textlines
+
+        return distill_textlines
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,19 +9,29 @@ device), so runs are repeatable.
 Example:
     >>> shift = RandomShift(max_shift=2, seed=0)        # the paper's jitter
     >>> Distiller(None, teacher_net, alpha=0, augment=shift).fit(x, y)
+    >>> CTCDistiller(None, crnn, alpha=0, augment=textline_augment(seed=0))  # text lines
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..exceptions import ConfigError, DataError
 
-__all__ = ["BatchAugment", "RandomShift", "RandomAffine", "Compose"]
+__all__ = [
+    "BatchAugment",
+    "RandomShift",
+    "RandomAffine",
+    "RandomBlur",
+    "RandomNoise",
+    "Compose",
+    "textline_augment",
+]
 
 Batch = tuple[torch.Tensor, ...] | torch.Tensor
 
@@ -137,7 +147,12 @@ class RandomAffine(BatchAugment):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
-        lo, hi = (float(s) for s in scale)
+        try:
+            lo, hi = (float(s) for s in scale)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"scale must be (low, high) with 0 < low <= high, got {scale!r}."
+            ) from None
         if not (0 < lo <= hi):
             raise ConfigError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}.")
         if degrees < 0 or translate < 0:
@@ -167,6 +182,118 @@ class RandomAffine(BatchAugment):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _range(value: Any, name: str) -> tuple[float, float]:
+    """``(low, high)`` of finite numbers with ``0 <= low <= high``, else a ConfigError."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name} must be a pair (low, high) of numbers with 0 <= low <= high, got {value!r}."
+        ) from None
+    if any(isinstance(v, bool) for v in value) or not (math.isfinite(hi) and 0.0 <= lo <= hi):
+        raise ConfigError(
+            f"{name} must be a pair (low, high) of numbers with 0 <= low <= high, got {value!r}."
+        )
+    return lo, hi
+
+
+def _probability(p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ConfigError(
+            f"p (the probability of augmenting an image) must be in [0, 1], got {p!r}."
+        )
+    return float(p)
+
+
+class RandomBlur(BatchAugment):
+    """Gaussian blur with a random ``sigma`` per image, applied to each image with probability ``p``.
+
+    Each image is chosen with probability ``p``; a chosen image is blurred with a separable Gaussian
+    kernel whose ``sigma`` (in pixels) is drawn uniformly from ``sigma``. The kernel's radius is
+    ``ceil(3 * sigma[1])`` and borders are padded by repeating the edge pixels, so a constant image
+    stays constant. Images not chosen pass through unchanged.
+
+    Args:
+        sigma: ``(low, high)`` range of the blur's standard deviation in pixels, ``0 <= low <=
+            high`` (``(0, 0)``: no blur).
+        p: probability that an image is blurred, in [0, 1].
+        seed: seed of the generator.
+
+    Shapes:
+        ``(N, C, H, W)`` -> ``(N, C, H, W)``, same dtype and device.
+    """
+
+    def __init__(self, sigma: Sequence[float] = (0.1, 1.0), p: float = 0.5, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.sigma = _range(sigma, "sigma")
+        self.p = _probability(p)
+
+    def __repr__(self) -> str:
+        return f"RandomBlur(sigma={self.sigma}, p={self.p}, seed={self.seed})"
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = self.generator(x.device)
+        u = torch.rand((2, n), generator=g, device=x.device, dtype=torch.float32)
+        chosen = torch.nonzero(u[0] < self.p).flatten()
+        lo, hi = self.sigma
+        if len(chosen) == 0 or hi == 0:
+            return x
+        sigma = (lo + u[1, chosen] * (hi - lo)).clamp_min(1e-3)  # (m,)
+        radius = max(1, math.ceil(3 * hi))
+        offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
+        kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(x.dtype)  # (m, k)
+        m, k = len(chosen), 2 * radius + 1
+        weights = kernel.repeat_interleave(c, dim=0)  # one kernel per (image, channel) group
+        y = x[chosen].reshape(1, m * c, h, w)
+        y = F.pad(y, (radius, radius, radius, radius), mode="replicate")
+        y = F.conv2d(y, weights.view(m * c, 1, 1, k), groups=m * c)  # along the width
+        y = F.conv2d(y, weights.view(m * c, 1, k, 1), groups=m * c)  # along the height
+        out = x.clone()
+        out[chosen] = y.view(m, c, h, w)
+        return out
+
+
+class RandomNoise(BatchAugment):
+    """Additive Gaussian noise with a random standard deviation per image, with probability ``p``.
+
+    Each image is chosen with probability ``p``; a chosen image gets independent ``N(0, std^2)``
+    noise on every pixel, ``std`` drawn uniformly from ``std``, and is then clamped to [0, 1].
+    Images not chosen pass through unchanged.
+
+    Args:
+        std: ``(low, high)`` range of the noise's standard deviation, in units of the [0, 1] pixel
+            range, ``0 <= low <= high``.
+        p: probability that an image gets noise, in [0, 1].
+        seed: seed of the generator.
+
+    Shapes:
+        ``(N, C, H, W)`` -> ``(N, C, H, W)``, same dtype and device.
+    """
+
+    def __init__(self, std: Sequence[float] = (0.0, 0.05), p: float = 0.5, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.std = _range(std, "std")
+        self.p = _probability(p)
+
+    def __repr__(self) -> str:
+        return f"RandomNoise(std={self.std}, p={self.p}, seed={self.seed})"
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        g = self.generator(x.device)
+        u = torch.rand((2, n), generator=g, device=x.device, dtype=torch.float32)
+        noise = torch.randn(x.shape, generator=g, device=x.device, dtype=torch.float32)
+        chosen = u[0] < self.p
+        if not bool(chosen.any()):
+            return x
+        lo, hi = self.std
+        std = lo + u[1] * (hi - lo)
+        noisy = (x + (std.view(n, 1, 1, 1) * noise).to(x.dtype)).clamp(0.0, 1.0)
+        return torch.where(chosen.view(n, 1, 1, 1), noisy, x)
+
+
 class Compose(BatchAugment):
     """Apply augmentations one after the other (each keeps its own generator and seed)."""
 
@@ -189,3 +316,39 @@ class Compose(BatchAugment):
         for a in self.augments:
             x = a(x)
         return x
+
+
+def textline_augment(
+    seed: int = 0,
+    *,
+    degrees: float = 3.0,
+    scale: Sequence[float] = (0.95, 1.05),
+    translate: float = 0.03,
+    blur: Sequence[float] = (0.1, 1.0),
+    blur_p: float = 0.3,
+    noise: Sequence[float] = (0.0, 0.05),
+    noise_p: float = 0.3,
+) -> Compose:
+    """A default augmentation for text-line images: a small affine jitter, some blur, some noise.
+
+    ``Compose(RandomAffine(degrees, scale, translate), RandomBlur(blur, blur_p),
+    RandomNoise(noise, noise_p))``. Each part gets its own seed (``3 * seed``, ``3 * seed + 1``,
+    ``3 * seed + 2``), so their random draws are independent and no two values of ``seed`` share a
+    stream.
+
+    Args:
+        seed: seed of the three generators.
+        degrees, scale, translate: :class:`RandomAffine`'s rotation, zoom range and translation.
+        blur, blur_p: :class:`RandomBlur`'s ``sigma`` range (pixels) and probability.
+        noise, noise_p: :class:`RandomNoise`'s ``std`` range and probability.
+
+    Returns:
+        The :class:`Compose` (for ``CTCDistiller(augment=...)`` or ``Distiller(augment=...)``).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}.")
+    return Compose(
+        RandomAffine(degrees=degrees, scale=scale, translate=translate, seed=3 * seed),
+        RandomBlur(sigma=blur, p=blur_p, seed=3 * seed + 1),
+        RandomNoise(std=noise, p=noise_p, seed=3 * seed + 2),
+    )

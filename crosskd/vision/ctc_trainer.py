@@ -48,6 +48,20 @@ from .textlines import Alphabet
 __all__ = ["CTCDistiller"]
 
 MODES = ("frame", "sequence", "both")
+#: A model whose character error rate is still at least this after ``plateau_epochs`` epochs is
+#: taken to be on the all-blank CTC plateau (it reads almost nothing: blanks, or one character).
+STALL_CER = 0.85
+
+
+def _reinitialise(model: nn.Module, seed: int) -> None:
+    """Fresh initial weights for every submodule that can reset itself (seeded); children first, so
+    a parent's own ``reset_parameters`` (e.g. a custom bias initialisation) has the last word."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in reversed(list(model.modules())):
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
 
 
 def _positive(value: Any, name: str, kind: type = int) -> Any:
@@ -86,6 +100,17 @@ class CTCDistiller:
         patience: stop when the validation CER has not improved for this many epochs (needs
             ``eval_set``; None: train all epochs). The best epoch's weights are restored whenever an
             ``eval_set`` is given.
+        plateau_restarts: how many times training may start again from new initial weights when
+            the model is still on the all-blank CTC plateau after ``plateau_epochs`` epochs (its
+            character error rate on the validation lines, or on up to 256 training lines without an
+            ``eval_set``, is still >= 0.85: it reads blanks, or a character here and there). 0
+            turns the check off. Small CRNNs trained on
+            labels alone stayed on that plateau for the whole run on about one seed in three in
+            ``benchmarks/textline_ctc.py``, whatever the learning rate, batch size or head; a fresh
+            start leaves it. Each restart trains the full ``epochs`` again; ``restarts_`` counts
+            them and ``history_`` keeps every attempt's epochs (key ``attempt``).
+        plateau_epochs: the epoch after which the plateau check runs (once per attempt; not when
+            it is the last epoch).
         augment: a callable on image batches (e.g. :class:`crosskd.vision.RandomAffine`) applied on
             the device before the student and the teacher see a batch.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
@@ -95,7 +120,8 @@ class CTCDistiller:
 
     Attributes (after fit):
         student_: the trained student (on ``device_``), alphabet_, history_ (one dict per epoch),
-        best_epoch_, device_, frames_ (student frames per line), n_train_.
+        best_epoch_ (of the last attempt), restarts_ (all-blank plateau restarts), device_, frames_
+        (student frames per line), n_train_.
     """
 
     def __init__(
@@ -117,6 +143,8 @@ class CTCDistiller:
         warmup_epochs: float = 1.0,
         grad_clip: float | None = 5.0,
         patience: int | None = None,
+        plateau_restarts: int = 3,
+        plateau_epochs: int = 5,
         augment: Callable[[Any], Any] | None = None,
         device: str | torch.device = "auto",
         precision: str = "32",
@@ -139,6 +167,8 @@ class CTCDistiller:
         self.warmup_epochs = warmup_epochs
         self.grad_clip = grad_clip
         self.patience = patience
+        self.plateau_restarts = plateau_restarts
+        self.plateau_epochs = plateau_epochs
         self.augment = augment
         self.device = device
         self.precision = precision
@@ -175,6 +205,16 @@ class CTCDistiller:
         _positive(self.lr, "lr", float)
         if self.patience is not None:
             _positive(self.patience, "patience")
+        if (
+            isinstance(self.plateau_restarts, bool)
+            or not isinstance(self.plateau_restarts, int)
+            or self.plateau_restarts < 0
+        ):
+            raise ConfigError(
+                f"plateau_restarts must be an integer >= 0 (0: never restart), got "
+                f"{self.plateau_restarts!r}."
+            )
+        _positive(self.plateau_epochs, "plateau_epochs")
         if not (isinstance(self.warmup_epochs, (int, float)) and self.warmup_epochs >= 0):
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}.")
         if self.grad_clip is not None:
@@ -289,10 +329,6 @@ class CTCDistiller:
         self.n_train_ = len(y)
 
         x, targets, lengths, labelled = (t.to(device) for t in (x, targets, lengths, labelled))
-        params = [p for p in student.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=float(self.lr), weight_decay=float(self.weight_decay)
-        )
         steps_per_epoch = math.ceil(len(x) / self.batch_size)
         total = steps_per_epoch * self.epochs
         warmup = int(round(self.warmup_epochs * steps_per_epoch))
@@ -303,62 +339,109 @@ class CTCDistiller:
             progress = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        scaler = torch.amp.GradScaler(
-            device.type, enabled=self.precision == "16-mixed" and device.type == "cuda"
-        )
         if hasattr(self.augment, "reset"):
             self.augment.reset()
+        # lines the all-blank check decodes: the validation lines, else up to 256 training lines
+        if eval_set is not None:
+            probe_x, probe_y = xv, yv
+        else:
+            pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.seed))[:256]
+            probe_x, probe_y = x[pick.to(device)], [y[i] for i in pick.tolist()]
 
         self.history_: list[dict[str, float]] = []
-        best_cer, best_state, since_best = math.inf, None, 0
-        self.best_epoch_ = self.epochs - 1
-        for epoch in range(self.epochs):
-            start = time.perf_counter()
-            student.train()
-            order = torch.randperm(len(x), generator=generator).to(device)
-            sums = {"loss": 0.0, "ctc": 0.0, "kd": 0.0}
-            for i in range(steps_per_epoch):
-                idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-                xb = x[idx]
-                if self.augment is not None:
-                    xb = self.augment(xb)
-                terms = self._step_loss(
-                    student, teacher, xb, targets[idx], lengths[idx], labelled[idx]
-                )
-                if not torch.isfinite(terms["loss"]):
-                    raise TrainingError(
-                        f"The loss became {float(terms['loss'].detach())} at epoch {epoch}, step {i}. Lower "
-                        "lr, or use precision='32'."
+        self.restarts_ = 0
+        for attempt in range(self.plateau_restarts + 1):
+            if attempt:
+                _reinitialise(student, self.seed + 7919 * attempt)
+            params = [p for p in student.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(
+                params, lr=float(self.lr), weight_decay=float(self.weight_decay)
+            )
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+            scaler = torch.amp.GradScaler(
+                device.type, enabled=self.precision == "16-mixed" and device.type == "cuda"
+            )
+            history: list[dict[str, float]] = []
+            best_cer, best_state, since_best = math.inf, None, 0
+            self.best_epoch_ = self.epochs - 1
+            stalled = False
+            for epoch in range(self.epochs):
+                start = time.perf_counter()
+                student.train()
+                order = torch.randperm(len(x), generator=generator).to(device)
+                sums = {"loss": 0.0, "ctc": 0.0, "kd": 0.0}
+                for i in range(steps_per_epoch):
+                    idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+                    xb = x[idx]
+                    if self.augment is not None:
+                        xb = self.augment(xb)
+                    terms = self._step_loss(
+                        student, teacher, xb, targets[idx], lengths[idx], labelled[idx]
                     )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(terms["loss"]).backward()
-                if self.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(params, float(self.grad_clip))
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                for k in sums:
-                    sums[k] += float(terms[k].detach()) * len(idx)
-            record: dict[str, float] = {"epoch": epoch, **{k: v / len(x) for k, v in sums.items()}}
-            if eval_set is not None:
-                metrics = self._evaluate(student, xv, yv)
-                record.update({f"val_{k}": v for k, v in metrics.items()})
-                if metrics["cer"] < best_cer:
-                    best_cer, since_best, self.best_epoch_ = metrics["cer"], 0, epoch
-                    best_state = copy.deepcopy(student.state_dict())
-                else:
-                    since_best += 1
-            record["seconds"] = time.perf_counter() - start
-            self.history_.append(record)
-            if self.progress:
-                shown = " ".join(
-                    f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")
-                )
-                print(f"ctc epoch {epoch + 1}/{self.epochs} {shown}", file=sys.stderr)
-            if self.patience is not None and eval_set is not None and since_best >= self.patience:
+                    if not torch.isfinite(terms["loss"]):
+                        raise TrainingError(
+                            f"The loss became {float(terms['loss'].detach())} at epoch {epoch}, "
+                            f"step {i}. Lower lr, or use precision='32'."
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(terms["loss"]).backward()
+                    if self.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(params, float(self.grad_clip))
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    for k in sums:
+                        sums[k] += float(terms[k].detach()) * len(idx)
+                record: dict[str, float] = {
+                    "epoch": epoch,
+                    **{k: v / len(x) for k, v in sums.items()},
+                }
+                if self.plateau_restarts:
+                    record["attempt"] = attempt
+                if eval_set is not None:
+                    metrics = self._evaluate(student, xv, yv)
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                    if metrics["cer"] < best_cer:
+                        best_cer, since_best, self.best_epoch_ = metrics["cer"], 0, epoch
+                        best_state = copy.deepcopy(student.state_dict())
+                    else:
+                        since_best += 1
+                record["seconds"] = time.perf_counter() - start
+                history.append(record)
+                if self.progress:
+                    shown = " ".join(
+                        f"{k}={v:.4g}"
+                        for k, v in record.items()
+                        if k not in ("epoch", "seconds", "attempt")
+                    )
+                    print(f"ctc epoch {epoch + 1}/{self.epochs} {shown}", file=sys.stderr)
+                if (
+                    attempt < self.plateau_restarts
+                    and epoch + 1 == self.plateau_epochs
+                    and epoch + 1 < self.epochs
+                ):
+                    cer = character_error_rate(self._predict(student, probe_x), probe_y)
+                    if cer >= STALL_CER:
+                        stalled = True
+                        if self.progress:
+                            print(
+                                f"ctc: still on the all-blank plateau after {epoch + 1} epochs "
+                                f"(character error rate {cer:.3f}); restarting from new initial "
+                                f"weights ({attempt + 1}/{self.plateau_restarts})",
+                                file=sys.stderr,
+                            )
+                        break
+                if (
+                    self.patience is not None
+                    and eval_set is not None
+                    and since_best >= self.patience
+                ):
+                    break
+            self.history_.extend(history)
+            if not stalled:
                 break
+            self.restarts_ += 1
         if best_state is not None:
             student.load_state_dict(best_state)
         student.eval()
@@ -461,13 +544,15 @@ class CTCDistiller:
 
     # ---------------------------------------------------------------------------- save/load
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Save the student as a bundle (:func:`crosskd.io.save_bundle`) with the alphabet and the
-        training settings in its metadata. Returns the path written."""
+        training settings in its metadata, plus the JSON-safe entries of ``metadata`` (e.g. the
+        input geometry). Returns the path written."""
         from ..io import save_bundle
 
         self._check_fitted()
         metadata = {
+            **(metadata or {}),
             "task": "textline",
             "alphabet": self.alphabet_.to_dict(),
             "temperature": float(self.temperature),

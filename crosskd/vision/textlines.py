@@ -34,6 +34,7 @@ __all__ = [
     "read_textline_folder",
     "read_textline_tsv",
     "load_textlines",
+    "looks_like_textlines",
     "resize_textline",
     "split_textlines",
     "kfold_assignment",
@@ -207,6 +208,84 @@ def resize_textline(
     return out
 
 
+def _convert(image: Any, mode: str) -> Any:
+    """``image`` as an 8-bit ``"L"`` (grey) or ``"RGB"`` PIL image.
+
+    Pillow's plain ``convert`` gets two kinds of files wrong, both common for scanned or rendered
+    text: a transparent background (dark text on transparent pixels) drops the alpha channel and
+    leaves the text on black, and a 16-bit grey image is clipped at 255 instead of scaled (a white
+    line becomes all white). Transparent pixels are composited onto white here, and 16-bit, 32-bit
+    integer and float images are scaled to 0..255.
+    """
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    elif image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if image.mode.startswith("I;16"):
+            scale = 255.0 / 65535.0
+        elif image.mode == "F" and top <= 1.0:
+            scale = 255.0  # float images in [0, 1]
+        elif top <= 255.0:
+            scale = 1.0
+        elif top <= 65535.0:
+            scale = 255.0 / 65535.0
+        else:
+            scale = 255.0 / top
+        grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        image = Image.fromarray(grey)  # (H, W) uint8: mode "L"
+    return image.convert(mode)
+
+
+def looks_like_textlines(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is text-line data for :func:`load_textlines` (cheap: no image is decoded).
+
+    True for a folder holding image files and no subfolders (the file-name stem is the label), a
+    folder whose only content is an ``images/`` subfolder of image files (the shared captcha layout;
+    as a class folder it would hold a single class), and a ``.tsv`` file whose first line (after an
+    optional ``path<TAB>label`` header) names an existing image file. Anything else (a class-folder
+    tree, an MNIST folder, a ``.csv``, a ``.tsv`` table) is False.
+    """
+    p = Path(path)
+
+    def plain(folder: Path) -> tuple[list[Path], list[Path]]:
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+        images = [e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES]
+        return images, [e for e in entries if e.is_dir()]
+
+    try:
+        if p.is_dir():
+            images, folders = plain(p)
+            if images:
+                return not folders
+            if [f.name for f in folders] == ["images"]:
+                inner_images, inner_folders = plain(folders[0])
+                return bool(inner_images) and not inner_folders
+            return False
+        if p.is_file() and p.suffix.lower() == ".tsv":
+            with open(p, encoding="utf-8", errors="replace") as fh:
+                for number, line in enumerate(fh, start=1):
+                    line = line.rstrip("\r\n")
+                    if not line.strip():
+                        continue
+                    rel, _, label = line.partition("\t")
+                    if number == 1 and (rel.strip().lower(), label.strip().lower()) == (
+                        "path",
+                        "label",
+                    ):
+                        continue
+                    return Path(rel).suffix.lower() in IMAGE_SUFFIXES and (p.parent / rel).is_file()
+    except OSError:
+        return False
+    return False
+
+
 def _read_lines(
     files: Sequence[Path],
     labels: list[str],
@@ -230,7 +309,7 @@ def _read_lines(
         try:
             with Image.open(file) as img:
                 img.load()
-                images.append(img.convert("L" if channels == 1 else "RGB"))
+                images.append(_convert(img, "L" if channels == 1 else "RGB"))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(
                 f"Could not read the image {str(file)!r} ({type(exc).__name__}: {exc}). Remove or "
