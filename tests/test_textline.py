@@ -454,6 +454,23 @@ def test_ctc_distiller_restarts_from_the_all_blank_plateau(capsys):
         progress=False,
     ).fit(x, y)
     assert off.restarts_ == 0 and len(off.history_) == 3 and "attempt" not in off.history_[0]
+    # the same validation CER every epoch: the latest of the tied epochs is kept, and patience
+    # (strict improvements only) stops the run
+    tied = CTCDistiller(
+        None,
+        _BlankOnly(a.num_classes),
+        alphabet=a,
+        alpha=0.0,
+        epochs=6,
+        patience=2,
+        plateau_restarts=0,
+        batch_size=8,
+        device="cpu",
+        progress=False,
+    ).fit(x, y, eval_set=(x[:8], y[:8]))
+    cers = [h["val_cer"] for h in tied.history_]
+    assert len(cers) == 3 and len(set(cers)) == 1
+    assert tied.best_epoch_ == 2
     for bad in ({"plateau_restarts": -1}, {"plateau_restarts": 1.5}, {"plateau_epochs": 0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             CTCDistiller(None, _BlankOnly(a.num_classes), alphabet=a, alpha=0.0, **bad).fit(x, y)

@@ -99,7 +99,7 @@ class CTCDistiller:
         grad_clip: maximum gradient norm (None: no clipping).
         patience: stop when the validation CER has not improved for this many epochs (needs
             ``eval_set``; None: train all epochs). The best epoch's weights are restored whenever an
-            ``eval_set`` is given.
+            ``eval_set`` is given: the lowest validation CER, the latest such epoch on ties.
         plateau_restarts: how many times training may start again from new initial weights when
             the model is still on the all-blank CTC plateau after ``plateau_epochs`` epochs (its
             character error rate on the validation lines, or on up to 256 training lines without an
@@ -402,11 +402,13 @@ class CTCDistiller:
                 if eval_set is not None:
                     metrics = self._evaluate(student, xv, yv)
                     record.update({f"val_{k}": v for k, v in metrics.items()})
-                    if metrics["cer"] < best_cer:
-                        best_cer, since_best, self.best_epoch_ = metrics["cer"], 0, epoch
+                    # patience counts epochs without a strict improvement, but the weights kept
+                    # are the latest of the best: a small validation set often reaches CER 0
+                    # early, and the later epochs of the decayed schedule read unseen lines better
+                    since_best = 0 if metrics["cer"] < best_cer else since_best + 1
+                    if metrics["cer"] <= best_cer:
+                        best_cer, self.best_epoch_ = metrics["cer"], epoch
                         best_state = copy.deepcopy(student.state_dict())
-                    else:
-                        since_best += 1
                 record["seconds"] = time.perf_counter() - start
                 history.append(record)
                 if self.progress:
