@@ -7,22 +7,30 @@ fold's training part a seeded validation part is held out for early stopping and
 
 Rows, per fold:
 
-- the teacher: a CRNN on a timm ``resnet18`` backbone (features up to ``layer2``, horizontal
-  reduction 8: 16 frames per line) with a convolutional head, trained on labels;
+- the teacher: a CRNN on a timm ``resnet18`` backbone (stem and ``layer1``: horizontal reduction
+  4, 32 frames per line, each frame the flattened 64 x 8 feature column) with a convolutional head,
+  trained on labels;
 - for each student size (a ``"tiny"`` CRNN backbone at about 1/30 and 1/100 of the teacher's
-  parameters, 32 frames per line): the student alone (labels only), + frame KD (frame-wise KL, the
-  teacher's 16 frames linearly resampled to the student's 32), + sequence KD (the teacher's greedy
-  decodings of each augmented batch as CTC targets), + both.
+  parameters, also 32 frames per line): the student alone (labels only), + frame KD (frame-wise KL
+  at temperature T), + sequence KD (the teacher's greedy decodings of each augmented batch as CTC
+  targets), + both.
+
+The recipe (line size, teacher, the 1/30 student, augmentation, KD settings) is the one of
+``crosskd distill --task textline`` (:data:`crosskd.vision.textline_distill.TEXTLINE_DEFAULTS`).
+Every model gets the same schedule; :class:`crosskd.vision.CTCDistiller` restarts a run that is
+still on the all-blank CTC plateau after 5 epochs (counted in the table).
 
 Columns: sequence accuracy and CER (mean ± std over the folds), parameters, CPU latency per line
-(batch 1, best of several runs, with the run's torch threads). Imports the public API only.
+(batch 1, best of several runs, one torch thread, measured after the training with nothing else of
+the run going on). Imports the public API only.
 
-Run (about 35 minutes on 2 CPU cores shared with other jobs, one torch thread)::
+Run (about 30 minutes on 2 CPU cores: two folds at a time, one process and torch thread each)::
 
-    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/textline_ctc.py --threads 1
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/textline_ctc.py --threads 1 --jobs 2
 
-One thread on purpose: two torch threads were 1.8x faster on an idle 2-core machine, but about 15x
-slower once another job took one of the cores (the OpenMP threads wait on each other).
+One thread per process on purpose: two torch threads were 1.8x faster on an idle 2-core machine,
+but about 15x slower once another job took one of the cores (the OpenMP threads wait on each
+other).
 
 Results are rewritten after every fold, so a cut-off run leaves a truthful partial table (marked
 partial, with the number of folds done). ``--quick`` runs a tiny version (a 160-image subset,
@@ -35,7 +43,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -51,10 +58,11 @@ from crosskd.vision import (
     CRNN,
     Alphabet,
     CTCDistiller,
-    RandomAffine,
     kfold_assignment,
     load_textlines,
+    textline_augment,
 )
+from crosskd.vision.textline_distill import TEXTLINE_DEFAULTS
 
 BENCHMARK = "textline_ctc"
 VARIANTS = (
@@ -83,7 +91,8 @@ def settings(quick: bool) -> dict[str, Any]:
         "batch_size": 32,
         "lr": 3e-3,
         "warmup_epochs": 1.0,
-        "augment": {"degrees": 3.0, "scale": [0.95, 1.05], "translate": 0.03},
+        # the text-line defaults of `crosskd distill --task textline` (affine, blur, noise)
+        "augment": dict(TEXTLINE_DEFAULTS["augment"]),
         "kd": {"temperature": 1.0, "alpha": 0.5, "resample": "linear"},
         "latency_repeats": 20,
     }
@@ -107,13 +116,13 @@ def settings(quick: bool) -> dict[str, Any]:
         **common,
         "subset": None,
         "folds": 5,
-        "teacher": {"backbone": "resnet18", "max_reduction": 8, "hidden": 320, "head": "conv"},
-        "teacher_epochs": 30,
+        "teacher": dict(TEXTLINE_DEFAULTS["teacher"]),
+        "teacher_epochs": 40,
         "students": [
-            {"backbone": "tiny", "width": 12, "hidden": 64, "head": "conv"},
-            {"backbone": "tiny", "width": 6, "hidden": 36, "head": "conv"},
+            dict(TEXTLINE_DEFAULTS["student"]),
+            {"backbone": "tiny", "width": 4, "hidden": 20, "head": "conv"},
         ],
-        "student_epochs": 20,
+        "student_epochs": 30,
         "patience": None,
     }
 
@@ -125,20 +134,10 @@ def default_data() -> Path:
     return base / "ocr" / "captcha"
 
 
-def device_string() -> str:
-    """``cpu: N cores (model name), ...; torch threads T`` for the results."""
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"cpu: {os.cpu_count()} cores ({name}), shared with other work; torch threads "
-        f"{torch.get_num_threads()}"
-    )
+def device_string(threads: int, workers: int) -> str:
+    """``cpu: N cores (model name); ...`` with how the run used them, for the results."""
+    how = "one fold at a time" if workers == 1 else f"{workers} folds at a time (processes)"
+    return f"{crosskd.device_description('cpu')}; {how}, {threads} torch thread(s) each"
 
 
 def log(message: str) -> None:
@@ -153,10 +152,10 @@ def model_name(cfg: dict[str, Any]) -> str:
     return f"CRNN {cfg['backbone']} {cfg['head']}{cfg['hidden']}"
 
 
-def build(cfg: dict[str, Any], num_classes: int, seed: int) -> CRNN:
-    """A freshly initialised CRNN (seeded)."""
+def build(settings: dict[str, Any], cfg: dict[str, Any], num_classes: int, seed: int) -> CRNN:
+    """A freshly initialised CRNN (seeded) for the run's line height."""
     torch.manual_seed(seed)
-    return CRNN(num_classes=num_classes, in_chans=1, **cfg)
+    return CRNN(num_classes=num_classes, in_chans=1, height=settings["height"], **cfg)
 
 
 def latency(model: torch.nn.Module, image: np.ndarray, repeats: int) -> float:
@@ -177,59 +176,45 @@ def mean_std(values: list[float]) -> list[float]:
     return [round(float(a.mean()), 4), round(float(a.std()), 4)]
 
 
-def run(
-    quick: bool,
-    out: Path,
-    command: str,
-    data: Path | None = None,
-    log_fn: Callable[[str], Any] = log,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Run the cross-validation, writing the outputs after every fold.
+def _fold_parts(n: int, cfg: dict[str, Any], fold: int) -> tuple[np.ndarray, ...]:
+    """Seeded (train, val, test) line indices of ``fold``."""
+    folds = kfold_assignment(n, cfg["folds"], seed=cfg["fold_seed"])
+    test = np.flatnonzero(folds == fold)
+    rest = np.flatnonzero(folds != fold)
+    perm = np.random.default_rng(100 + fold).permutation(rest)
+    return np.sort(perm[cfg["val_size"] :]), np.sort(perm[: cfg["val_size"]]), test
 
-    Args:
-        quick: the tiny test version.
-        out: output folder.
-        command: the command line, recorded in the outputs.
-        data: the captcha folder (default ``<shared data>/ocr/captcha``).
-        log_fn: progress printer.
-        progress: print one line per training epoch.
 
-    Returns:
-        The JSON payload of the last write.
-    """
-    cfg = settings(quick)
-    start = time.perf_counter()
-    folder = data if data is not None else default_data()
+def _load(cfg: dict[str, Any], folder: Path) -> tuple[np.ndarray, list[str]]:
     x, y, _ = load_textlines(folder, height=cfg["height"], width=cfg["width"])
     if cfg["subset"]:
         keep = np.sort(np.random.default_rng(0).permutation(len(y))[: cfg["subset"]])
         x, y = x[keep], [y[i] for i in keep]
-    n = len(y)
+    return x, y
+
+
+def run_fold(
+    cfg: dict[str, Any], folder: Path, fold: int, threads: int, progress: bool = False
+) -> dict[str, Any]:
+    """Train the teacher and every student variant of one fold and test them.
+
+    Runs in a worker process when folds run in parallel (``--jobs``).
+
+    Returns:
+        ``{"fold", "rows": {name: {model facts, "result": metrics}}, "models": {name: (config,
+        state_dict)}}``, the models of the first fold kept for the latency measurement.
+    """
+    torch.set_num_threads(threads)
+    x, y = _load(cfg, folder)
     alphabet = Alphabet.from_labels(y)
-    folds = kfold_assignment(n, cfg["folds"], seed=cfg["fold_seed"])
-    augment_cfg = cfg["augment"]
+    train, val, test = _fold_parts(len(y), cfg, fold)
+    xt, yt = x[train], [y[i] for i in train]
+    xv, yv = x[val], [y[i] for i in val]
+    xs, ys = x[test], [y[i] for i in test]
     kd = cfg["kd"]
-
-    # rows keyed by name: per-fold metrics, params, latency
     rows: dict[str, dict[str, Any]] = {}
-
-    def record(name: str, role: str, model: CRNN, metrics: dict[str, float], extra: dict) -> None:
-        row = rows.setdefault(
-            name,
-            {
-                "model": name,
-                "role": role,
-                "params": model_size(model).params,
-                "bytes": model_size(model).bytes,
-                "frames": model.output_frames(cfg["height"], cfg["width"]),
-                "folds": [],
-                **extra,
-            },
-        )
-        row["folds"].append({k: round(float(v), 4) for k, v in metrics.items()})
-
-    latencies: dict[str, float] = {}
+    models: dict[str, Any] = {}
+    say = log if progress else (lambda _m: None)
 
     def fit(teacher: CRNN | None, student: CRNN, mode: str | None, epochs: int, seed: int):
         return CTCDistiller(
@@ -245,86 +230,148 @@ def run(
             lr=cfg["lr"],
             warmup_epochs=cfg["warmup_epochs"],
             patience=cfg["patience"],
-            augment=RandomAffine(
-                degrees=augment_cfg["degrees"],
-                scale=tuple(augment_cfg["scale"]),
-                translate=augment_cfg["translate"],
-                seed=seed,
-            ),
+            augment=textline_augment(seed, **cfg["augment"]),
             device="cpu",
             seed=seed,
-            progress=progress,
-        )
-
-    payload: dict[str, Any] = {}
-    for fold in range(cfg["folds"]):
-        test = np.flatnonzero(folds == fold)
-        rest = np.flatnonzero(folds != fold)
-        perm = np.random.default_rng(100 + fold).permutation(rest)
-        val, train = np.sort(perm[: cfg["val_size"]]), np.sort(perm[cfg["val_size"] :])
-        xt, yt = x[train], [y[i] for i in train]
-        xv, yv = x[val], [y[i] for i in val]
-        xs, ys = x[test], [y[i] for i in test]
-        log_fn(
-            f"fold {fold + 1}/{cfg['folds']}: {len(train)} train, {len(val)} val, {len(test)} test"
-        )
-
-        t0 = time.perf_counter()
-        teacher_fit = fit(
-            None,
-            build(cfg["teacher"], alphabet.num_classes, fold),
-            None,
-            cfg["teacher_epochs"],
-            fold,
+            progress=False,
         ).fit(xt, yt, eval_set=(xv, yv))
-        teacher = teacher_fit.student_
-        metrics = teacher_fit.evaluate(xs, ys)
-        secs = time.perf_counter() - t0
-        tname = model_name(cfg["teacher"])
-        record(tname, "teacher", teacher, metrics, {})
-        rows[tname]["folds"][-1].update(
-            {"epochs_run": len(teacher_fit.history_), "fit_seconds": round(secs, 1)}
-        )
-        log_fn(f"  teacher {tname}: {metrics} ({len(teacher_fit.history_)} epochs, {secs:.0f} s)")
-        if tname not in latencies:
-            latencies[tname] = latency(teacher, x[0], cfg["latency_repeats"])
 
-        for s_index, s_cfg in enumerate(cfg["students"]):
-            sname = model_name(s_cfg)
-            for label, mode in VARIANTS:
-                t0 = time.perf_counter()
-                seed = 1000 * (s_index + 1) + fold
-                student_fit = fit(
-                    None if mode is None else teacher,
-                    build(s_cfg, alphabet.num_classes, seed),
-                    mode,
-                    cfg["student_epochs"],
-                    seed,
-                ).fit(xt, yt, eval_set=(xv, yv))
-                metrics = student_fit.evaluate(xs, ys)
-                secs = time.perf_counter() - t0
-                name = f"{sname} {label}"
-                record(
-                    name,
-                    "baseline" if mode is None else "distilled",
-                    student_fit.student_,
-                    metrics,
-                    {"student": sname, "kd_mode": mode},
-                )
-                rows[name]["folds"][-1].update(
-                    {"epochs_run": len(student_fit.history_), "fit_seconds": round(secs, 1)}
-                )
-                log_fn(f"  {name}: {metrics} ({len(student_fit.history_)} epochs, {secs:.0f} s)")
-                if sname not in latencies:
-                    latencies[sname] = latency(student_fit.student_, x[0], cfg["latency_repeats"])
-
-        payload = write_outputs(
-            cfg, rows, latencies, fold + 1, time.perf_counter() - start, out, quick, command, n
+    def record(name: str, role: str, fitted: CTCDistiller, secs: float, extra: dict) -> None:
+        model = fitted.student_
+        size = model_size(model)
+        metrics = fitted.evaluate(xs, ys)
+        rows[name] = {
+            "model": name,
+            "role": role,
+            "params": size.params,
+            "bytes": size.bytes,
+            "frames": model.output_frames(cfg["height"], cfg["width"]),
+            **extra,
+            "result": {
+                "fold": fold,
+                **{k: round(float(v), 4) for k, v in metrics.items()},
+                "epochs_run": len(fitted.history_),
+                "restarts": fitted.restarts_,
+                "fit_seconds": round(secs, 1),
+            },
+        }
+        key = extra.get("student", name)
+        if fold == 0 and key not in models:
+            models[key] = (model.config(), {k: v.cpu() for k, v in model.state_dict().items()})
+        say(
+            f"  fold {fold + 1} {name}: {metrics} ({len(fitted.history_)} epochs, "
+            f"{fitted.restarts_} restarts, {secs:.0f} s)"
         )
+
+    t0 = time.perf_counter()
+    teacher_fit = fit(
+        None,
+        build(cfg, cfg["teacher"], alphabet.num_classes, fold),
+        None,
+        cfg["teacher_epochs"],
+        fold,
+    )
+    teacher = teacher_fit.student_
+    record(model_name(cfg["teacher"]), "teacher", teacher_fit, time.perf_counter() - t0, {})
+    for s_index, s_cfg in enumerate(cfg["students"]):
+        sname = model_name(s_cfg)
+        for label, mode in VARIANTS:
+            t0 = time.perf_counter()
+            seed = 1000 * (s_index + 1) + fold
+            student_fit = fit(
+                None if mode is None else teacher,
+                build(cfg, s_cfg, alphabet.num_classes, seed),
+                mode,
+                cfg["student_epochs"],
+                seed,
+            )
+            record(
+                f"{sname} {label}",
+                "baseline" if mode is None else "distilled",
+                student_fit,
+                time.perf_counter() - t0,
+                {"student": sname, "kd_mode": mode},
+            )
+    return {"fold": fold, "rows": rows, "models": models}
+
+
+def run(
+    quick: bool,
+    out: Path,
+    command: str,
+    data: Path | None = None,
+    log_fn: Callable[[str], Any] = log,
+    progress: bool = False,
+    jobs: int = 1,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Run the cross-validation, writing the outputs after every fold.
+
+    Args:
+        quick: the tiny test version.
+        out: output folder.
+        command: the command line, recorded in the outputs.
+        data: the captcha folder (default ``<shared data>/ocr/captcha``).
+        log_fn: progress printer.
+        progress: print one line per trained model.
+        jobs: folds trained at once, each in its own process (1: in this process).
+        threads: torch threads per fold.
+
+    Returns:
+        The JSON payload of the last write.
+    """
+    cfg = settings(quick)
+    start = time.perf_counter()
+    folder = data if data is not None else default_data()
+    x, y = _load(cfg, folder)
+    n = len(y)
+    rows: dict[str, dict[str, Any]] = {}
+    latencies: dict[str, float] = {}
+    models: dict[str, Any] = {}
+    done: list[int] = []
+
+    def write() -> dict[str, Any]:
+        seconds = time.perf_counter() - start
+        return write_outputs(
+            cfg, rows, latencies, len(done), seconds, out, quick, command, n, workers=jobs
+        )
+
+    def merge(result: dict[str, Any]) -> None:
+        for name, row in result["rows"].items():
+            kept = rows.setdefault(name, {k: v for k, v in row.items() if k != "result"})
+            kept.setdefault("folds", []).append(row["result"])
+            kept["folds"].sort(key=lambda f: f["fold"])
+        models.update(result["models"])
+        done.append(result["fold"])
+        write()
         log_fn(
-            f"fold {fold + 1} done, outputs written ({(time.perf_counter() - start) / 60:.1f} min)"
+            f"fold {result['fold'] + 1} done ({len(done)}/{cfg['folds']}), outputs written "
+            f"({(time.perf_counter() - start) / 60:.1f} min)"
         )
-    return payload
+
+    log_fn(f"{n} lines, {cfg['folds']} folds, {jobs} at a time, {threads} torch thread(s) each")
+    if jobs == 1:
+        for fold in range(cfg["folds"]):
+            merge(run_fold(cfg, folder, fold, threads, progress))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [
+                pool.submit(run_fold, cfg, folder, fold, threads, progress)
+                for fold in range(cfg["folds"])
+            ]
+            for future in as_completed(futures):
+                merge(future.result())
+    # latency on the machine with nothing else of this run going on: the first fold's models
+    torch.set_num_threads(threads)
+    for key, (model_cfg, state) in models.items():
+        model = CRNN.from_config(model_cfg)
+        model.load_state_dict(state)
+        latencies[key] = latency(model, x[0], cfg["latency_repeats"])
+    return write()
 
 
 def summarise(rows: dict[str, dict[str, Any]], latencies: dict[str, float]) -> list[dict[str, Any]]:
@@ -336,7 +383,8 @@ def summarise(rows: dict[str, dict[str, Any]], latencies: dict[str, float]) -> l
         cer = [f["cer"] for f in row["folds"]]
         out = {k: v for k, v in row.items() if k != "folds"}
         out["metrics"] = {"sequence_accuracy": mean_std(seq), "cer": mean_std(cer)}
-        out["timing"] = {"latency_ms_batch1": round(1000 * latencies[key], 3)}
+        secs = latencies.get(key)
+        out["timing"] = {"latency_ms_batch1": None if secs is None else round(1000 * secs, 3)}
         out["per_fold"] = row["folds"]
         result.append(out)
     return result
@@ -429,6 +477,10 @@ def check_targets(rows: list[dict[str, Any]], folds_done: int) -> list[dict[str,
     return targets
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _pm(value: list[float], digits: int = 3) -> str:
     return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
@@ -443,6 +495,7 @@ def write_outputs(
     quick: bool,
     command: str,
     n: int,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Write ``textline_ctc.{json,md,png}`` for the folds done so far.
 
@@ -450,7 +503,7 @@ def write_outputs(
         The JSON payload.
     """
     out.mkdir(parents=True, exist_ok=True)
-    device = device_string()
+    device = device_string(torch.get_num_threads(), workers)
     summary = summarise(rows, latencies)
     partial = folds_done < cfg["folds"]
     targets = check_targets(summary, folds_done)
@@ -489,17 +542,18 @@ def write_outputs(
         f"alpha={cfg['kd']['alpha']:g}; the teacher runs online on the same augmented batches.",
         "",
         "| model | role | params | 1/x of teacher | frames | seq. accuracy | CER | latency ms | "
-        "epochs run (mean) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "epochs run (mean) | plateau restarts (all folds) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     t_params = next(r["params"] for r in summary if r["role"] == "teacher")
     for r in summary:
         epochs = np.mean([f["epochs_run"] for f in r["per_fold"]])
+        restarts = sum(f["restarts"] for f in r["per_fold"])
         lines.append(
             f"| {r['model']} | {r['role']} | {r['params']:,} | {t_params / r['params']:.0f} | "
             f"{r['frames']} | {_pm(r['metrics']['sequence_accuracy'])} | "
-            f"{_pm(r['metrics']['cer'], 4)} | {r['timing']['latency_ms_batch1']:.2f} | "
-            f"{epochs:.1f} |"
+            f"{_pm(r['metrics']['cer'], 4)} | {_ms(r['timing']['latency_ms_batch1'])} | "
+            f"{epochs:.1f} | {restarts} |"
         )
     lines += ["", "## Targets (issue 5)", ""]
     for t in targets:
@@ -558,12 +612,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny run for the tests")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--data", default=None, help="captcha folder (default: shared data)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per fold")
+    parser.add_argument("--jobs", type=int, default=1, help="folds trained at once (processes)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = (
         f"OMP_NUM_THREADS={args.threads} nice -n 5 python benchmarks/textline_ctc.py "
-        f"--threads {args.threads}" + (" --quick" if args.quick else "")
+        f"--threads {args.threads} --jobs {args.jobs}" + (" --quick" if args.quick else "")
     )
     payload = run(
         args.quick,
@@ -571,6 +626,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         command,
         Path(args.data) if args.data else None,
         progress=not args.quick,
+        jobs=args.jobs,
+        threads=args.threads,
     )
     print(f"wrote {args.out}/{BENCHMARK}.md/.json/.png in {payload['wall_seconds'] / 60:.1f} min")
     return payload
