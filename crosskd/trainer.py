@@ -531,7 +531,7 @@ class Distiller:
             _has_batch_norm(self.student_),
             self.temperature,
         )
-        self._train(
+        return self._fit_source(
             source,
             class_weight,
             val,
@@ -540,10 +540,8 @@ class Distiller:
             online,
             checkpoint=checkpoint,
             resume_state=resume_state,
+            started=started,
         )
-        self.student_.eval()
-        self.fit_seconds_ = time.perf_counter() - started
-        return self
 
     def _fit_stream(
         self,
@@ -631,7 +629,7 @@ class Distiller:
         source = _StreamBatches(
             self, stream, logits, self.batch_size_, _has_batch_norm(self.student_)
         )
-        self._train(
+        return self._fit_source(
             source,
             class_weight,
             val,
@@ -640,10 +638,8 @@ class Distiller:
             online,
             checkpoint=checkpoint,
             resume_state=resume_state,
+            started=started,
         )
-        self.student_.eval()
-        self.fit_seconds_ = time.perf_counter() - started
-        return self
 
     def _val_inputs(
         self, eval_set: tuple[Any, Any] | None, online: bool, device: torch.device
@@ -939,6 +935,33 @@ class Distiller:
             except (RuntimeError, TypeError):
                 pass
         return torch.optim.AdamW(params, lr=self.lr_, weight_decay=self.weight_decay)
+
+    def _fit_source(
+        self,
+        source: _MemoryBatches | _StreamBatches,
+        class_weight: torch.Tensor | None,
+        val: dict[str, Any] | None,
+        device: torch.device,
+        generator: torch.Generator,
+        online: bool,
+        checkpoint: tuple[Path, dict[str, Any]] | None,
+        resume_state: Any,
+        started: float,
+    ) -> Distiller:
+        """The end of ``fit`` for either batch source: train, eval mode, timing; returns self."""
+        self._train(
+            source,
+            class_weight,
+            val,
+            device,
+            generator,
+            online,
+            checkpoint=checkpoint,
+            resume_state=resume_state,
+        )
+        self.student_.eval()
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
 
     def _train(
         self,

@@ -302,6 +302,18 @@ def distill_images(
     t_size_hw = tuple(teacher_input_size) if teacher_input_size is not None else _timm_size(h, w)
     out_dir.mkdir(parents=True, exist_ok=True)
     augment = RandomShift(shift, seed=seed) if shift > 0 else None
+    # the Distiller settings teacher and student training share
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "lr": lr,
+        "augment": augment,
+        "device": device,
+        "precision": precision,
+        "early_stopping": None,
+        "chunk_size": 1024,
+        "seed": seed,
+        "progress": progress,
+    }
 
     # -------------------------------------------------------------- teacher
     teacher_spec = teacher or DEFAULT_TEACHER
@@ -328,21 +340,9 @@ def distill_images(
         torch.manual_seed(seed)
         net = TimmStudent(name, k, c, t_size_hw, mean, std)
         echo(f"training a {name} teacher on {len(y_train):,} images ...")
-        trainer = Distiller(
-            None,
-            net,
-            alpha=0.0,
-            epochs=teacher_epochs or epochs,
-            batch_size=batch_size,
-            lr=lr,
-            augment=augment,
-            device=device,
-            precision=precision,
-            early_stopping=None,
-            chunk_size=1024,
-            seed=seed,
-            progress=progress,
-        ).fit(x_train, y_train, eval_set=(x_val, y_val))
+        trainer = Distiller(None, net, alpha=0.0, epochs=teacher_epochs or epochs, **common).fit(
+            x_train, y_train, eval_set=(x_val, y_val)
+        )
         teacher_file = save_teacher_checkpoint(out_dir / TEACHER_CHECKPOINT_NAME, trainer.student_)
         t = trainer.student_.as_teacher(**t_kwargs)
         trained = True
@@ -353,20 +353,7 @@ def distill_images(
     net_s = build_image_student(student, (c, h, w), k, hidden=hidden)
     echo(f"distilling into a {student} student (T={temperature}, alpha={alpha}) ...")
     distiller = Distiller(
-        t,
-        net_s,
-        temperature=temperature,
-        alpha=alpha,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        augment=augment,
-        device=device,
-        precision=precision,
-        early_stopping=None,
-        chunk_size=1024,
-        seed=seed,
-        progress=progress,
+        t, net_s, temperature=temperature, alpha=alpha, epochs=epochs, **common
     ).fit(x_train, y_train, eval_set=(x_val, y_val))
 
     t_pred = t.logits(x_test).argmax(dim=1).numpy()
