@@ -109,7 +109,7 @@ def settings(quick: bool) -> dict[str, Any]:
                 {"backbone": "tiny", "width": 4, "hidden": 8, "head": "conv"},
             ],
             "student_epochs": 1,
-            "patience": None,
+            "early_stopping": None,
             "latency_repeats": 3,
         }
     return {
@@ -123,7 +123,7 @@ def settings(quick: bool) -> dict[str, Any]:
             {"backbone": "tiny", "width": 4, "hidden": 20, "head": "conv"},
         ],
         "student_epochs": 30,
-        "patience": None,
+        "early_stopping": None,
     }
 
 
@@ -229,7 +229,7 @@ def run_fold(
             batch_size=cfg["batch_size"],
             lr=cfg["lr"],
             warmup_epochs=cfg["warmup_epochs"],
-            patience=cfg["patience"],
+            early_stopping=cfg["early_stopping"],
             augment=textline_augment(seed, **cfg["augment"]),
             device="cpu",
             seed=seed,

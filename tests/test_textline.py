@@ -379,11 +379,11 @@ def test_ctc_distiller_end_to_end(tmp_path):
         batch_size=16,
         device="cpu",
         progress=False,
-        patience=4,
+        early_stopping=4,
     ).fit(x, y, eval_set=(xv, yv), transfer=xv)
     after = kd.evaluate(xv, yv)
     assert after["cer"] < before - 0.1, (before, after, kd.history_)
-    assert {"loss", "ctc", "kd", "val_cer", "val_sequence_accuracy"} <= set(kd.history_[0])
+    assert {"train_loss", "train_ctc", "train_kd", "val_cer", "val_sequence_accuracy"} <= set(kd.history_[0])
     preds = kd.predict(xv)
     assert len(preds) == len(xv) and all(isinstance(p, str) for p in preds)
 
@@ -462,7 +462,7 @@ def test_ctc_distiller_restarts_from_the_all_blank_plateau(capsys):
         alphabet=a,
         alpha=0.0,
         epochs=6,
-        patience=2,
+        early_stopping=2,
         plateau_restarts=0,
         batch_size=8,
         device="cpu",
@@ -470,7 +470,7 @@ def test_ctc_distiller_restarts_from_the_all_blank_plateau(capsys):
     ).fit(x, y, eval_set=(x[:8], y[:8]))
     cers = [h["val_cer"] for h in tied.history_]
     assert len(cers) == 3 and len(set(cers)) == 1
-    assert tied.best_epoch_ == 2
+    assert tied.best_epoch_ == 3  # 1-based, the latest of the tied epochs
     for bad in ({"plateau_restarts": -1}, {"plateau_restarts": 1.5}, {"plateau_epochs": 0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             CTCDistiller(None, _BlankOnly(a.num_classes), alphabet=a, alpha=0.0, **bad).fit(x, y)

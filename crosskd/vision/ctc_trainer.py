@@ -97,7 +97,7 @@ class CTCDistiller:
         warmup_epochs: epochs of linear learning-rate warm-up (from lr/10), then cosine decay; with
             gradient clipping, this keeps a CTC model from settling on the all-blank output.
         grad_clip: maximum gradient norm (None: no clipping).
-        patience: stop when the validation CER has not improved for this many epochs (needs
+        early_stopping: stop when the validation CER has not improved for this many epochs (needs
             ``eval_set``; None: train all epochs). The best epoch's weights are restored whenever an
             ``eval_set`` is given: the lowest validation CER, the latest such epoch on ties.
         plateau_restarts: how many times training may start again from new initial weights when
@@ -142,7 +142,7 @@ class CTCDistiller:
         weight_decay: float = 1e-4,
         warmup_epochs: float = 1.0,
         grad_clip: float | None = 5.0,
-        patience: int | None = None,
+        early_stopping: int | None = None,
         plateau_restarts: int = 3,
         plateau_epochs: int = 5,
         augment: Callable[[Any], Any] | None = None,
@@ -166,7 +166,7 @@ class CTCDistiller:
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
         self.grad_clip = grad_clip
-        self.patience = patience
+        self.early_stopping = early_stopping
         self.plateau_restarts = plateau_restarts
         self.plateau_epochs = plateau_epochs
         self.augment = augment
@@ -203,8 +203,8 @@ class CTCDistiller:
         _positive(self.epochs, "epochs")
         _positive(self.batch_size, "batch_size")
         _positive(self.lr, "lr", float)
-        if self.patience is not None:
-            _positive(self.patience, "patience")
+        if self.early_stopping is not None:
+            _positive(self.early_stopping, "early_stopping")
         if (
             isinstance(self.plateau_restarts, bool)
             or not isinstance(self.plateau_restarts, int)
@@ -257,7 +257,7 @@ class CTCDistiller:
                 :func:`crosskd.vision.load_textlines`).
             labels: the N label strings.
             eval_set: ``(images, labels)`` for validation: CER and sequence accuracy per epoch,
-                early stopping (``patience``) and best-weights restore.
+                early stopping (``early_stopping``) and best-weights restore.
             transfer: optional ``(M, C, H, W)`` unlabelled images; they get the KD term only (so
                 they need a teacher and ``alpha > 0``).
 
@@ -363,13 +363,13 @@ class CTCDistiller:
             )
             history: list[dict[str, float]] = []
             best_cer, best_state, since_best = math.inf, None, 0
-            self.best_epoch_ = self.epochs - 1
+            self.best_epoch_ = self.epochs
             stalled = False
             for epoch in range(self.epochs):
                 start = time.perf_counter()
                 student.train()
                 order = torch.randperm(len(x), generator=generator).to(device)
-                sums = {"loss": 0.0, "ctc": 0.0, "kd": 0.0}
+                sums = {"loss": 0.0, "kd": 0.0, "ctc": 0.0}
                 for i in range(steps_per_epoch):
                     idx = order[i * self.batch_size : (i + 1) * self.batch_size]
                     xb = x[idx]
@@ -394,28 +394,28 @@ class CTCDistiller:
                     for k in sums:
                         sums[k] += float(terms[k].detach()) * len(idx)
                 record: dict[str, float] = {
-                    "epoch": epoch,
-                    **{k: v / len(x) for k, v in sums.items()},
+                    "epoch": epoch + 1,
+                    **{f"train_{k}": v / len(x) for k, v in sums.items()},
                 }
                 if self.plateau_restarts:
                     record["attempt"] = attempt
                 if eval_set is not None:
                     metrics = self._evaluate(student, xv, yv)
                     record.update({f"val_{k}": v for k, v in metrics.items()})
-                    # patience counts epochs without a strict improvement, but the weights kept
+                    # early_stopping counts epochs without a strict improvement, but the weights kept
                     # are the latest of the best: a small validation set often reaches CER 0
                     # early, and the later epochs of the decayed schedule read unseen lines better
                     since_best = 0 if metrics["cer"] < best_cer else since_best + 1
                     if metrics["cer"] <= best_cer:
-                        best_cer, self.best_epoch_ = metrics["cer"], epoch
+                        best_cer, self.best_epoch_ = metrics["cer"], epoch + 1
                         best_state = copy.deepcopy(student.state_dict())
-                record["seconds"] = time.perf_counter() - start
+                record["epoch_seconds"] = time.perf_counter() - start
                 history.append(record)
                 if self.progress:
                     shown = " ".join(
                         f"{k}={v:.4g}"
                         for k, v in record.items()
-                        if k not in ("epoch", "seconds", "attempt")
+                        if k not in ("epoch", "epoch_seconds", "attempt")
                     )
                     print(f"ctc epoch {epoch + 1}/{self.epochs} {shown}", file=sys.stderr)
                 if (
@@ -435,9 +435,9 @@ class CTCDistiller:
                             )
                         break
                 if (
-                    self.patience is not None
+                    self.early_stopping is not None
                     and eval_set is not None
-                    and since_best >= self.patience
+                    and since_best >= self.early_stopping
                 ):
                     break
             self.history_.extend(history)

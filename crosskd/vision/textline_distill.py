@@ -45,7 +45,7 @@ TEXTLINE_DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "lr": 3e-3,
     "warmup_epochs": 1.0,
-    "patience": None,
+    "early_stopping": None,
     "augment": {
         "degrees": 3.0,
         "scale": [0.95, 1.05],
@@ -93,7 +93,7 @@ def _settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}.")
-    for key in ("width", "teacher_epochs", "patience"):
+    for key in ("width", "teacher_epochs", "early_stopping"):
         value = settings[key]
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -343,7 +343,7 @@ def distill_textlines(
         "batch_size": cfg["batch_size"],
         "lr": cfg["lr"],
         "warmup_epochs": cfg["warmup_epochs"],
-        "patience": cfg["patience"],
+        "early_stopping": cfg["early_stopping"],
         "device": cfg["device"],
         "precision": cfg["precision"],
         "seed": cfg["seed"],
