@@ -1,4 +1,4 @@
-"""Training checkpoints for :class:`crosskd.Distiller`: saved atomically, loaded without pickle.
+"""Training checkpoints of the engine (:class:`crosskd.Distiller`, :class:`crosskd.CTCDistiller`): saved atomically, loaded without pickle.
 
 A checkpoint is one ``.safetensors`` file (default name :data:`CHECKPOINT_NAME` in the
 ``checkpoint_dir`` given to the Distiller). Every tensor of the training state is a safetensors
@@ -75,6 +75,8 @@ class TrainingState:
         best_state: weights of the best epoch, or None.
         history: the Distiller's ``history_`` so far.
         run: what identifies the run (settings and fingerprints), checked on resume.
+        extra: JSON values of the engine: the restart attempt, each callback's state, the
+            augmentation's generator states.
     """
 
     epoch: int
@@ -90,6 +92,7 @@ class TrainingState:
     best_state: dict[str, torch.Tensor] | None
     history: list[dict[str, float]] = field(default_factory=list)
     run: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -281,6 +284,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainingState) -> Path:
         },
         "history": _jsonable(state.history),
         "run": _jsonable(state.run),
+        "extra": _jsonable(state.extra),
     }
     _atomic_write(target, tensors, {_METADATA_KEY: json.dumps(doc, allow_nan=True)})
     return target
@@ -408,4 +412,5 @@ def _state_from(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Traini
         best_state=best,
         history=list(doc["history"]),
         run=dict(doc["run"]),
+        extra=dict(doc.get("extra") or {}),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,18 +21,25 @@ import torch
 from torch import nn
 
 from . import metrics as _metrics
-from ._device import autocast, check_precision, resolve_device
-from .exceptions import ConfigError, DataError, NotFittedError, TeacherError, TrainingError
+from ._device import check_precision, resolve_device
+from .engine import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    Engine,
+    MemoryBatches,
+    ProgressBar,
+    StreamBatches,
+)
+from .engine.runtime import read_resume, resolve_precision, run_identity, setup_device
+from .exceptions import ConfigError, DataError, NotFittedError, TeacherError
 from .losses import (
     IGNORE_LABEL,
     check_alpha,
     check_temperature,
-    distillation_loss,
-    hard_loss,
-    kd_loss,
-    kd_loss_from_packed,
-    packed_soft_targets,
 )
+from .tasks.base import forward_batched
+from .tasks.classification import ClassificationTask
 from .teachers.base import Teacher, TeacherInfo, num_rows
 
 if TYPE_CHECKING:
@@ -48,10 +55,6 @@ TEACHER_MODES = ("auto", "cached", "online")
 CPU_BATCH_SIZE = 512
 CUDA_MAX_BATCH_SIZE = 16384
 _AUTO_MIN_STEPS = 64
-#: In-memory inputs up to this size are permuted once per epoch and sliced per step (measured 5x
-#: cheaper than a gather per step on CPU); larger inputs (images) are gathered per step instead,
-#: so that the permuted copy does not double their memory.
-PERMUTE_ONCE_BYTES = 2 << 30
 
 
 class Distiller:
@@ -94,7 +97,7 @@ class Distiller:
             rows (seeded, stratified) for validation; None uses no validation.
         chunk_size: rows per teacher call when caching logits, and per step when predicting.
         seed: seeds weight initialisation, shuffling and the validation split.
-        progress: show a progress bar over epochs.
+        progress: show a progress bar over epochs (True, or the bar's label, e.g. ``"student"``).
         checkpoint_dir: folder where a training checkpoint (``checkpoint.safetensors``: weights,
             optimizer, scheduler, random states, early-stopping state, history; no pickle) is
             written atomically every ``checkpoint_every`` epochs and after the last one; None
@@ -105,6 +108,9 @@ class Distiller:
             shard of each epoch's permutation, gradients are averaged, validation runs on rank 0
             and its result is broadcast, and only rank 0 writes files. ``True`` requires such a
             launch; ``False`` trains in this process only.
+        warm_start: False (default): ``fit`` trains a copy of ``student`` and leaves the object
+            passed in unchanged, so every ``fit`` starts from the same weights (scikit-learn's
+            rule). True: ``fit`` trains ``student`` itself, continuing from its current weights.
 
     Under ``torchrun``, ``batch_size`` is per process: N processes with batch B train like one
     process with batch N * B.
@@ -136,6 +142,7 @@ class Distiller:
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1,
         distributed: bool | str = "auto",
+        warm_start: bool = False,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -160,20 +167,14 @@ class Distiller:
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.distributed = distributed
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ checks
 
     def _check_settings(self) -> None:
         check_temperature(self.temperature)
         alpha = check_alpha(self.alpha)
-        if self.precision != "auto":
-            try:
-                check_precision(self.precision)
-            except ConfigError:
-                raise ConfigError(
-                    "precision must be one of 'auto', '32', 'bf16-mixed', '16-mixed' ('auto': "
-                    f"bf16-mixed on a GPU that supports it, else 32), got {self.precision!r}."
-                ) from None
+        resolve_precision(self.precision, torch.device("cpu"))  # checks the string
         if self.distributed not in ("auto", True, False):
             raise ConfigError(
                 f"distributed must be 'auto', True or False, got {self.distributed!r}."
@@ -456,7 +457,7 @@ class Distiller:
             if full_logits is not None:
                 full_logits, val_logits = full_logits[train_idx], full_logits[val_idx]
 
-        student = self.student
+        student = self._fresh_student()
         if hasattr(student, "build") and not getattr(student, "is_built", True):
             student.build(X, len(self.classes_))
         self.student_ = student.to(device)
@@ -487,23 +488,7 @@ class Distiller:
         )
 
         class_weight = self._class_weight_tensor(targets)
-        val = None
-        if eval_set is not None:
-            X_val, y_val = eval_set
-            v_n = num_rows(X_val)
-            if v_n == 0:
-                raise DataError("eval_set has 0 rows. Pass validation rows, or eval_set=None.")
-            if val_logits is None and self.teacher is not None and not online and self.alpha > 0:
-                val_logits = self._cached_logits(X_val, "validation rows")
-            val = {
-                "inputs": tuple(t.to(device) for t in self._student_inputs(X_val, "eval_set")),
-                "targets": self._encode_labels(y_val, v_n, "eval_set").to(device),
-                "teacher_logits": (
-                    val_logits.to(device)
-                    if val_logits is not None and self.teacher is not None and self.alpha > 0
-                    else None
-                ),
-            }
+        val = self._val_inputs(eval_set, device, val_logits)
 
         self._resolve_auto(device, targets.shape[0])
         inputs = tuple(t.to(device) for t in inputs)
@@ -522,18 +507,18 @@ class Distiller:
                 _ckpt.check_same_run(resume_state.run, run, self._resume_path)
             if self.checkpoint_dir is not None:
                 checkpoint = (Path(self.checkpoint_dir) / _ckpt.CHECKPOINT_NAME, run)
-        source = _MemoryBatches(
+        task = self._make_task(class_weight, online)
+        source = MemoryBatches(
             inputs,
-            targets,
-            teacher_logits,
+            (targets,),
+            None if teacher_logits is None else task.cache_targets(teacher_logits),
             self.batch_size_,
             self.dist_,
             _has_batch_norm(self.student_),
-            self.temperature,
         )
         return self._fit_source(
+            task,
             source,
-            class_weight,
             val,
             device,
             generator,
@@ -584,7 +569,7 @@ class Distiller:
                 f"{stream.num_rows - int(counts.sum()):,} rows of {str(stream.path)!r} have no "
                 "label, and alpha=0 learns from labels only. Give them labels, or alpha > 0."
             )
-        student = self.student
+        student = self._fresh_student()
         if hasattr(student, "build") and not getattr(student, "is_built", True):
             student.build(
                 sample if sample is not None else stream.sample(self.seed), len(self.classes_)
@@ -610,7 +595,7 @@ class Distiller:
                 ).astype(np.int64)
             )
             class_weight = self._class_weight_tensor(codes).to(device)
-        val = self._val_inputs(eval_set, online, device)
+        val = self._val_inputs(eval_set, device)
         self._resolve_auto(device, stream.num_rows)
         checkpoint = None
         if self.checkpoint_dir is not None or resume_state is not None:
@@ -626,12 +611,19 @@ class Distiller:
                 _ckpt.check_same_run(resume_state.run, run, self._resume_path)
             if self.checkpoint_dir is not None:
                 checkpoint = (Path(self.checkpoint_dir) / _ckpt.CHECKPOINT_NAME, run)
-        source = _StreamBatches(
-            self, stream, logits, self.batch_size_, _has_batch_norm(self.student_)
+        task = self._make_task(class_weight, online)
+        source = StreamBatches(
+            stream,
+            lambda frame: self._student_inputs(frame, "stream"),
+            self._stream_labels,
+            logits,
+            task.cache_targets,
+            self.batch_size_,
+            _has_batch_norm(self.student_),
         )
         return self._fit_source(
+            task,
             source,
-            class_weight,
             val,
             device,
             generator,
@@ -642,8 +634,14 @@ class Distiller:
         )
 
     def _val_inputs(
-        self, eval_set: tuple[Any, Any] | None, online: bool, device: torch.device
+        self,
+        eval_set: tuple[Any, Any] | None,
+        device: torch.device,
+        val_logits: torch.Tensor | None = None,
     ) -> dict[str, Any] | None:
+        """The validation data of the task. The teacher scores the validation rows once (an
+        online teacher too: they are not augmented), so that ``val_loss`` holds the same terms as
+        ``train_loss``."""
         if eval_set is None:
             return None
         if not (isinstance(eval_set, (tuple, list)) and len(eval_set) == 2):
@@ -652,29 +650,31 @@ class Distiller:
         v_n = num_rows(X_val)
         if v_n == 0:
             raise DataError("eval_set has 0 rows. Pass validation rows, or eval_set=None.")
-        use_teacher = self.teacher is not None and not online and self.alpha > 0
+        use_teacher = self.teacher is not None and self.alpha > 0
+        if use_teacher and val_logits is None:
+            val_logits = self._cached_logits(X_val, "validation rows")
         return {
             "inputs": tuple(t.to(device) for t in self._student_inputs(X_val, "eval_set")),
             "targets": self._encode_labels(y_val, v_n, "eval_set").to(device),
-            "teacher_logits": (
-                self._cached_logits(X_val, "validation rows").to(device) if use_teacher else None
-            ),
+            "teacher_logits": val_logits.to(device) if use_teacher else None,
         }
+
+    def _stream_labels(self, values: pd.Series) -> torch.Tensor:
+        codes = pd.Index(self.classes_).get_indexer(pd.Index(values.to_numpy()))
+        codes[values.isna().to_numpy()] = IGNORE_LABEL
+        return torch.from_numpy(codes.astype(np.int64))
+
+    def _fresh_student(self) -> nn.Module:
+        """The module to train: a copy of ``student`` (``fit`` leaves the object passed in
+        untouched, and a second ``fit`` starts afresh), or ``student`` itself with
+        ``warm_start=True``."""
+        return self.student if self.warm_start else copy.deepcopy(self.student)
 
     # ------------------------------------------------------------------ device, defaults, DDP
 
     def _setup_device(self) -> torch.device:
         """The training device; under ``torchrun`` also the process group (``dist_``)."""
-        from .distributed import distributed_context, launched_distributed
-
-        device = resolve_device(self.device)
-        self.dist_: DistContext | None = None
-        if self.distributed is True or (self.distributed == "auto" and launched_distributed()):
-            ctx = distributed_context(device.type)
-            if ctx.world_size > 1:
-                self.dist_ = ctx
-                if device.type == "cuda" and device.index is None:
-                    device = torch.device("cuda", ctx.local_rank)
+        device, self.dist_ = setup_device(self.device, self.distributed)
         return device
 
     def _resolve_auto(self, device: torch.device, n_rows: int) -> None:
@@ -687,14 +687,7 @@ class Distiller:
         else:
             self.batch_size_ = int(self.batch_size)
             self.lr_ = float(self.lr)
-        self.precision_ = self._precision_for(device)
-
-    def _precision_for(self, device: torch.device) -> str:
-        if self.precision != "auto":
-            return check_precision(self.precision)
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return "bf16-mixed"
-        return "32"
+        self.precision_ = resolve_precision(self.precision, device)
 
     def _is_main(self) -> bool:
         dist_ = getattr(self, "dist_", None)
@@ -721,72 +714,40 @@ class Distiller:
 
     def _read_resume(self, resume: bool | str | Path | None) -> Any:
         """The :class:`~crosskd.checkpoint.TrainingState` to continue from, or None."""
-        from . import checkpoint as _ckpt
-
-        self._resume_path = None
-        if resume is None or resume is False:
-            return None
-        if resume is True:
-            if self.checkpoint_dir is None:
-                raise ConfigError(
-                    "resume=True continues from checkpoint_dir, but checkpoint_dir is None. Pass "
-                    "Distiller(..., checkpoint_dir=folder), or resume=path of a checkpoint."
-                )
-            path = _ckpt.resolve_checkpoint(self.checkpoint_dir, must_exist=False)
-            if not path.is_file():
-                return None  # nothing to resume yet: a fresh run that writes checkpoints
-        elif isinstance(resume, (str, Path)) or hasattr(resume, "__fspath__"):
-            path = _ckpt.resolve_checkpoint(resume)
-        else:
-            raise ConfigError(
-                f"resume must be None, True or the path of a checkpoint (file or folder), got "
-                f"{type(resume).__name__}."
-            )
-        self._resume_path = path
-        return _ckpt.load_checkpoint(path)
+        state, self._resume_path = read_resume(resume, self.checkpoint_dir, "Distiller")
+        return state
 
     def _run_identity(
         self,
-        inputs: Inputs,
-        targets: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
+        inputs: Inputs | str,
+        targets: torch.Tensor | None,
+        teacher_logits: torch.Tensor | str | None,
         val: dict[str, Any] | None,
         online: bool,
     ) -> dict[str, Any]:
         """Settings and fingerprints that must match for a checkpoint to be resumed."""
         from .checkpoint import tensor_fingerprint
 
-        def plain(value: Any) -> Any:
-            if isinstance(value, Mapping):
-                return {str(k): plain(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            return value.item() if isinstance(value, np.generic) else value
-
-        settings = {name: plain(getattr(self, name)) for name in self._RUN_SETTINGS}
-        # The values this run trains with ("auto" may resolve differently on another device).
+        settings = {name: getattr(self, name) for name in self._RUN_SETTINGS}
         settings.update(batch_size=self.batch_size_, lr=self.lr_, precision=self.precision_)
-        if self.dist_ is not None:
-            settings["world_size"] = self.dist_.world_size
-        student_shapes = {k: list(v.shape) for k, v in self.student_.state_dict().items()}
         if isinstance(inputs, str):  # a stream: fingerprints of the file and of the cached logits
             data_fp = targets_fp = inputs
             teacher_fp = "online" if online else teacher_logits
         else:
             data_fp, targets_fp = tensor_fingerprint(*inputs), tensor_fingerprint(targets)
             teacher_fp = "online" if online else tensor_fingerprint(teacher_logits)
-        return {
-            "settings": settings,
-            "data": data_fp,
-            "targets": targets_fp,
-            "teacher": teacher_fp,
-            "validation": (
-                None
-                if val is None
-                else tensor_fingerprint(*val["inputs"], val["targets"], val["teacher_logits"])
-            ),
-            "student": f"{type(self.student_).__name__}:{sorted(student_shapes.items())}",
-        }
+        validation = None
+        if val is not None:
+            validation = tensor_fingerprint(*val["inputs"], val["targets"], val["teacher_logits"])
+        return run_identity(
+            settings,
+            self.student_,
+            self.dist_,
+            data=data_fp,
+            targets=targets_fp,
+            teacher=teacher_fp,
+            validation=validation,
+        )
 
     def _hold_out(
         self, X: Any, targets: torch.Tensor
@@ -893,53 +854,22 @@ class Distiller:
         dist.all_gather(parts, part.to(comm))
         return torch.cat(parts)[:n].cpu()
 
-    def _step_loss(
-        self,
-        s_logits: torch.Tensor,
-        t_logits: torch.Tensor | None,
-        target: torch.Tensor,
-        class_weight: torch.Tensor | None,
-        soft: bool = False,
-    ) -> dict[str, torch.Tensor]:
-        """:func:`crosskd.losses.distillation_loss` without its per-step host synchronisations.
-
-        The label checks that make ``hard_loss`` read values back from the device run once on the
-        encoded targets before training instead. With ``soft``, ``t_logits`` holds the cached
-        teacher targets prepared once by :func:`crosskd.losses.packed_soft_targets`, and
-        the soft term ``T^2 * mean(sum(q log q) - sum(q log p))`` skips the teacher's softmax per
-        step: the same value as ``kd_loss`` up to float rounding.
-        """
-        a = float(self.alpha)
-        zero = s_logits.new_zeros((), dtype=torch.float32)
-        if a > 0 and soft:
-            kd = kd_loss_from_packed(s_logits, t_logits, self.temperature)
-        elif a > 0:
-            kd = kd_loss(s_logits, t_logits, self.temperature)
-        else:
-            kd = zero
-        if a < 1:
-            ce = hard_loss(s_logits, target, class_weight, self.focal_gamma, check_labels=False)
-        else:
-            ce = zero
-        return {"loss": a * kd + (1.0 - a) * ce, "kd": kd.detach(), "ce": ce.detach()}
-
-    def _make_optimizer(self, student: nn.Module) -> torch.optim.Optimizer:
-        """AdamW, fused when every parameter allows it (measured ~1.6x faster steps on CPU)."""
-        params = [p for p in student.parameters()]
-        fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        if fusable:
-            try:
-                return torch.optim.AdamW(
-                    params, lr=self.lr_, weight_decay=self.weight_decay, fused=True
-                )
-            except (RuntimeError, TypeError):
-                pass
-        return torch.optim.AdamW(params, lr=self.lr_, weight_decay=self.weight_decay)
+    def _make_task(self, class_weight: torch.Tensor | None, online: bool) -> ClassificationTask:
+        return ClassificationTask(
+            temperature=self.temperature,
+            alpha=self.alpha,
+            num_classes=len(self.classes_),
+            class_weight=class_weight,
+            focal_gamma=self.focal_gamma,
+            teacher=self.teacher if online else None,
+            val_metric=self.val_metric,
+            chunk_size=self.chunk_size,
+        )
 
     def _fit_source(
         self,
-        source: _MemoryBatches | _StreamBatches,
-        class_weight: torch.Tensor | None,
+        task: ClassificationTask,
+        source: MemoryBatches | StreamBatches,
         val: dict[str, Any] | None,
         device: torch.device,
         generator: torch.Generator,
@@ -948,256 +878,60 @@ class Distiller:
         resume_state: Any,
         started: float,
     ) -> Distiller:
-        """The end of ``fit`` for either batch source: train, eval mode, timing; returns self."""
-        self._train(
-            source,
-            class_weight,
-            val,
-            device,
-            generator,
-            online,
-            checkpoint=checkpoint,
-            resume_state=resume_state,
+        """The end of ``fit`` for either batch source: the engine trains; returns self."""
+        monitor = f"val_{task.monitor}"
+        stopper = EarlyStopping(
+            monitor, task.higher_is_better, self.early_stopping if val is not None else None
         )
+        callbacks: list[Callback] = [stopper]
+        if checkpoint is not None:
+            callbacks.append(Checkpointing(*checkpoint, every=int(self.checkpoint_every)))
+            self.checkpoint_path_ = checkpoint[0]
+        if self.progress and self._is_main():
+            desc = self.progress if isinstance(self.progress, str) else "distil"
+            callbacks.append(ProgressBar(desc, monitor if val is not None else None))
+        epochs = int(self.epochs)
+        engine = Engine(
+            epochs=epochs,
+            lr=self.lr_,
+            weight_decay=self.weight_decay,
+            # 5 % of the run, at most 100 steps, then cosine decay
+            warmup=lambda steps: min(100, max(1, steps * epochs // 20)),
+            precision=self.precision_,
+            device=device,
+            ctx=self.dist_,
+            seed=self.seed,
+            augment=self.augment,
+            callbacks=callbacks,
+        )
+        state = engine.fit(
+            self.student_,
+            task,
+            source,
+            val=val,
+            online=online,
+            generator=generator,
+            resume=resume_state,
+        )
+        self.history_ = state.history
+        self.best_epoch_ = (
+            stopper.best_epoch if stopper.best_state is not None else len(self.history_)
+        )
+        self.best_score_ = stopper.best_value
+        self.monitor_ = monitor if val is not None else None
         self.student_.eval()
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
-    def _train(
-        self,
-        source: _MemoryBatches | _StreamBatches,
-        class_weight: torch.Tensor | None,
-        val: dict[str, Any] | None,
-        device: torch.device,
-        generator: torch.Generator,
-        online: bool,
-        checkpoint: tuple[Path, dict[str, Any]] | None = None,
-        resume_state: Any = None,
-    ) -> None:
-        student = self.student_
-        ctx = self.dist_
-        main = self._is_main()
-        steps_per_epoch = source.steps_per_epoch
-        total_steps = steps_per_epoch * self.epochs
-        warmup = min(100, max(1, total_steps // 20))
-        optimizer = self._make_optimizer(student)
-
-        def lr_at(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total_steps - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-        precision = self.precision_
-        use_scaler = precision == "16-mixed" and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        monitor = self._monitor_name()
-        higher_is_better = monitor != "loss"
-        best_value, best_state, best_epoch, bad_epochs = None, None, 0, 0
-        self.history_: list[dict[str, float]] = []
-        first_epoch = 0
-        if resume_state is not None:
-            from .checkpoint import restore_rng
-
-            state = resume_state
-            student.load_state_dict(state.model)
-            optimizer.load_state_dict(state.optimizer)
-            scheduler.load_state_dict(state.scheduler)
-            if state.scaler:
-                scaler.load_state_dict(state.scaler)
-            restore_rng(state.rng, generator)
-            best_value, best_epoch, bad_epochs = (
-                state.best_value,
-                state.best_epoch,
-                state.bad_epochs,
-            )
-            if state.best_state is not None:
-                best_state = {k: v.to(device) for k, v in state.best_state.items()}
-            self.history_ = [dict(record) for record in state.history]
-            first_epoch = self.epochs if state.stopped else state.epoch
-
-        model: nn.Module = student
-        if ctx is not None:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # The teacher is never wrapped: it has no gradients to average.
-            model = DistributedDataParallel(
-                student, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        bar = _progress(
-            range(first_epoch, self.epochs), enabled=self.progress and main, desc="distil"
-        )
-        for epoch in bar:
-            student.train()
-            # Kept on the device and summed once per epoch: no host sync (and no extra kernels)
-            # per step.
-            step_terms: list[torch.Tensor] = []
-            step_rows: list[int] = []
-            epoch_started = time.perf_counter()
-            for batch, cached, target in source.epoch(generator, device):
-                if self.augment is not None:
-                    batch = self.augment(batch)
-                t_logits = (
-                    self.teacher.logits_on_device(*batch)  # type: ignore[union-attr]
-                    if online
-                    else cached
-                )
-                soft = cached is not None and not online
-                with autocast(device, precision):
-                    s_logits = model(*batch)
-                terms = self._step_loss(s_logits, t_logits, target, class_weight, soft=soft)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(terms["loss"]).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step_terms += (terms["loss"].detach(), terms["kd"], terms["ce"])
-                step_rows.append(target.shape[0])
-            sums_t = torch.zeros(4, dtype=torch.float64, device=device)
-            if step_rows:
-                weights = torch.tensor(step_rows, dtype=torch.float64, device=device)
-                per_step = torch.stack(step_terms).double().view(-1, 3)
-                sums_t[:3] = (per_step * weights[:, None]).sum(dim=0)
-                sums_t[3] = weights.sum()
-            if ctx is not None:
-                import torch.distributed as dist
-
-                dist.all_reduce(sums_t)  # every rank sees the same epoch figures
-            values = sums_t.tolist()
-            sums = dict(zip(("loss", "kd", "ce"), values[:3], strict=True))
-            n_rows = values[3]
-            if not math.isfinite(sums["loss"]):
-                raise TrainingError(
-                    f"Training diverged: the loss became {sums['loss']} in epoch {epoch + 1}. Lower "
-                    f"lr (now {self.lr_:g}), use precision='32' (now {precision!r}), or check the "
-                    "inputs for extreme values."
-                )
-            record: dict[str, float] = {"epoch": epoch + 1}
-            record.update({f"train_{k}": v / n_rows for k, v in sums.items()})
-            record["epoch_seconds"] = time.perf_counter() - epoch_started
-            if val is not None:
-                record.update(self._validate_everywhere(val, class_weight, device))
-            self.history_.append(record)
-            stop_now = False
-            value = record.get(f"val_{monitor}") if val is not None else None
-            if value is not None and math.isfinite(value):
-                improved = best_value is None or (
-                    value > best_value if higher_is_better else value < best_value
-                )
-                if improved:
-                    best_value, best_epoch, bad_epochs = value, epoch + 1, 0
-                    best_state = copy.deepcopy(student.state_dict())
-                else:
-                    bad_epochs += 1
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix({f"val_{monitor}": f"{value:.4f}", "best": best_epoch})
-                stop_now = self.early_stopping is not None and bad_epochs >= self.early_stopping
-            if checkpoint is not None and (
-                stop_now or (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
-            ):
-                from .checkpoint import TrainingState, capture_rng, save_checkpoint
-
-                path, run = checkpoint
-                if main:  # only rank 0 writes files
-                    save_checkpoint(
-                        path,
-                        TrainingState(
-                            epoch=epoch + 1,
-                            stopped=stop_now,
-                            model=student.state_dict(),
-                            optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(),
-                            scaler=scaler.state_dict(),
-                            rng=capture_rng(generator),
-                            best_value=best_value,
-                            best_epoch=best_epoch,
-                            bad_epochs=bad_epochs,
-                            best_state=best_state,
-                            history=self.history_,
-                            run=run,
-                        ),
-                    )
-                self.checkpoint_path_ = path
-            if stop_now:
-                break
-        if best_state is not None:
-            student.load_state_dict(best_state)
-        self.best_epoch_ = best_epoch if best_state is not None else len(self.history_)
-        self.best_score_ = best_value
-        self.monitor_ = f"val_{monitor}" if val is not None else None
-
-    def _validate_everywhere(
-        self, val: dict[str, Any], class_weight: torch.Tensor | None, device: torch.device
-    ) -> dict[str, float]:
-        """Validation metrics, identical on every rank (so that early stopping agrees).
-
-        Under DDP the weights are the same on every rank; rank 0 computes the metrics (average
-        precision and the like do not decompose over shards) and broadcasts them, errors included,
-        so that no rank waits for one that failed.
-        """
-        if self.dist_ is None:
-            return self._validate(val, class_weight, device)
-        from .distributed import broadcast_object
-
-        outcome: tuple[str, Any] = ("ok", None)
-        if self.dist_.is_main:
-            try:
-                outcome = ("ok", self._validate(val, class_weight, device))
-            except ConfigError as err:
-                outcome = ("error", str(err))
-        outcome = broadcast_object(outcome)
-        if outcome[0] == "error":
-            raise ConfigError(outcome[1])
-        return outcome[1]
-
-    def _monitor_name(self) -> str:
-        if self.val_metric != "auto":
-            return self.val_metric
-        return "average_precision" if len(self.classes_) == 2 else "accuracy"
-
-    def _validate(
-        self, val: dict[str, Any], class_weight: torch.Tensor | None, device: torch.device
-    ) -> dict[str, float]:
-        logits = self._forward_batched(val["inputs"], device)
-        terms = distillation_loss(
-            logits,
-            val["teacher_logits"],
-            val["targets"],
-            self.temperature,
-            self.alpha if val["teacher_logits"] is not None else 0.0,
-            class_weight=class_weight,
-            focal_gamma=self.focal_gamma,
-        )
-        out = {f"val_{k}": float(v) for k, v in terms.items()}
-        proba = torch.softmax(logits.float(), dim=-1).cpu().double().numpy()
-        metrics = _metrics.classification_metrics(val["targets"].cpu().numpy(), proba)
-        out.update({f"val_{k}": float(v) for k, v in metrics.items()})
-        if self.val_metric not in ("auto", "loss") and self.val_metric not in metrics:
-            raise ConfigError(
-                f"val_metric={self.val_metric!r} is not computed here; choose 'loss' or one of "
-                f"{sorted(metrics)}."
-            )
-        return out
-
     def _forward_batched(self, inputs: Inputs, device: torch.device) -> torch.Tensor:
-        student = self.student_
-        was_training = student.training
-        student.eval()
-        n = inputs[0].shape[0]
-        parts = []
         # The training precision after fit; a loaded model with precision="auto" predicts in
         # float32 (full-precision probabilities unless bf16 / fp16 was asked for).
         precision = getattr(self, "precision_", None) or (
             "32" if self.precision == "auto" else check_precision(self.precision)
         )
-        with torch.inference_mode():
-            for start in range(0, n, self.chunk_size):
-                batch = tuple(t[start : start + self.chunk_size].to(device) for t in inputs)
-                with autocast(device, precision):
-                    parts.append(student(*batch).float())
-        student.train(was_training)
-        return torch.cat(parts) if parts else torch.empty(0, len(self.classes_), device=device)
+        if inputs[0].shape[0] == 0:
+            return torch.empty(0, len(self.classes_), device=device)
+        return forward_batched(self.student_, inputs, device, precision, self.chunk_size)
 
     # ------------------------------------------------------------------ use
 
@@ -1360,14 +1094,6 @@ def _take_rows(X: Any, idx: np.ndarray) -> Any:
     return np.asarray(X)[idx]
 
 
-def _progress(iterable: Any, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, unit="epoch", leave=False)
-
-
 def auto_batch_size(device: torch.device | str, n_rows: int) -> int:
     """The ``batch_size="auto"`` choice: rows per step for ``n_rows`` training rows per process.
 
@@ -1381,140 +1107,3 @@ def auto_batch_size(device: torch.device | str, n_rows: int) -> int:
         return CPU_BATCH_SIZE
     fit = max(1, n_rows // _AUTO_MIN_STEPS)
     return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
-
-
-def _batch_bounds(n: int, batch_size: int, batch_norm: bool) -> list[tuple[int, int]]:
-    starts = list(range(0, n, batch_size))
-    if batch_norm and n - starts[-1] == 1:
-        # BatchNorm cannot normalise a batch of one row in training mode: the last row joins
-        # the previous batch instead.
-        if len(starts) == 1:
-            raise DataError(
-                "The student has BatchNorm layers, which need at least 2 rows per batch in "
-                "training, but there is 1 training row. Pass more rows, or a student without "
-                "BatchNorm."
-            )
-        starts.pop()
-    return list(zip(starts, starts[1:] + [n], strict=True))
-
-
-class _MemoryBatches:
-    """Batches of in-memory tensors already on the device.
-
-    Each epoch draws one permutation of all rows (the same on every rank: same seed); under DDP
-    rank r takes every world-th entry starting at r (so step i of all ranks together covers the rows
-    of step i of one process with a batch world times larger), after dropping the last
-    ``n % world`` entries so that every rank runs the same number of steps. Inputs up to
-    :data:`PERMUTE_ONCE_BYTES` are permuted once per epoch and sliced per step.
-    """
-
-    def __init__(
-        self,
-        inputs: Inputs,
-        targets: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        batch_size: int,
-        ctx: DistContext | None,
-        batch_norm: bool,
-        temperature: float,
-    ) -> None:
-        self.inputs, self.targets = inputs, targets
-        self.teacher_logits = (
-            None if teacher_logits is None else packed_soft_targets(teacher_logits, temperature)
-        )
-        self.n = int(targets.shape[0])
-        self.world, self.rank = (ctx.world_size, ctx.rank) if ctx is not None else (1, 0)
-        self.n_local = self.n // self.world
-        if self.n_local == 0:
-            raise DataError(
-                f"{self.n} training row(s) cannot be shared among {self.world} processes. Pass at "
-                "least one row per process, or launch fewer processes."
-            )
-        self.bounds = _batch_bounds(self.n_local, batch_size, batch_norm)
-        nbytes = sum(t.numel() * t.element_size() for t in inputs)
-        self.permute_once = nbytes <= PERMUTE_ONCE_BYTES
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.bounds)
-
-    def epoch(
-        self, generator: torch.Generator, device: torch.device
-    ) -> Iterator[tuple[Inputs, torch.Tensor | None, torch.Tensor]]:
-        order = torch.randperm(self.n, generator=generator).to(device)
-        if self.world > 1:
-            order = order[: self.n_local * self.world][self.rank :: self.world]
-        tensors = [*self.inputs, self.targets]
-        if self.teacher_logits is not None:
-            tensors.append(self.teacher_logits)
-        k = len(self.inputs)
-        if self.permute_once:
-            permuted = [t.index_select(0, order) for t in tensors]
-            for start, stop in self.bounds:
-                parts = [t[start:stop] for t in permuted]
-                yield tuple(parts[:k]), (parts[k + 1] if len(parts) > k + 1 else None), parts[k]
-        else:
-            for start, stop in self.bounds:
-                idx = order[start:stop]
-                parts = [t[idx] for t in tensors]
-                yield tuple(parts[:k]), (parts[k + 1] if len(parts) > k + 1 else None), parts[k]
-
-
-class _StreamBatches:
-    """Batches read from a :class:`~crosskd.datasets.ParquetStream`, one buffer at a time.
-
-    Each epoch visits the row groups in a seeded random order, ``stream.batch_rows`` rows at a time;
-    a buffer is encoded, moved to the device, shuffled and cut into batches, and the rows left over
-    (fewer than a batch) join the next buffer, so every row is used once per epoch and every batch
-    but the last has ``batch_size`` rows.
-    """
-
-    def __init__(
-        self,
-        distiller: Distiller,
-        stream: ParquetStream,
-        logits: np.ndarray | None,
-        batch_size: int,
-        batch_norm: bool,
-    ) -> None:
-        self.distiller, self.stream, self.logits = distiller, stream, logits
-        self.batch_size, self.batch_norm = batch_size, batch_norm
-        self.classes = pd.Index(distiller.classes_)
-        n, b = stream.num_rows, batch_size
-        # A last batch of one row is dropped for BatchNorm students (it cannot be normalised).
-        self.steps_per_epoch = n // b + (1 if n % b > (1 if batch_norm else 0) else 0)
-
-    def _labels(self, values: pd.Series) -> torch.Tensor:
-        codes = self.classes.get_indexer(pd.Index(values.to_numpy()))
-        missing = values.isna().to_numpy()
-        codes[missing] = IGNORE_LABEL
-        return torch.from_numpy(codes.astype(np.int64))
-
-    def epoch(
-        self, generator: torch.Generator, device: torch.device
-    ) -> Iterator[tuple[Inputs, torch.Tensor | None, torch.Tensor]]:
-        stream, b = self.stream, self.batch_size
-        order = torch.randperm(len(stream.row_group_sizes), generator=generator).tolist()
-        carry: list[torch.Tensor] | None = None
-        for ids, frame in stream.chunks([*stream.columns, stream.target], order):
-            inputs = self.distiller._student_inputs(frame[stream.columns], "stream")
-            tensors = [*inputs, self._labels(frame[stream.target])]
-            if self.logits is not None:
-                logits = torch.from_numpy(np.ascontiguousarray(self.logits[ids]))
-                tensors.append(packed_soft_targets(logits, self.distiller.temperature))
-            del frame
-            tensors = [t.to(device) for t in tensors]
-            if carry is not None:
-                tensors = [torch.cat([c, t]) for c, t in zip(carry, tensors, strict=True)]
-            perm = torch.randperm(tensors[0].shape[0], generator=generator).to(device)
-            tensors = [t.index_select(0, perm) for t in tensors]
-            full = tensors[0].shape[0] // b * b
-            for start in range(0, full, b):
-                yield self._split([t[start : start + b] for t in tensors])
-            carry = [t[full:] for t in tensors]
-        if carry is not None and carry[0].shape[0] > (1 if self.batch_norm else 0):
-            yield self._split(carry)
-
-    def _split(self, parts: list[torch.Tensor]) -> tuple[Inputs, torch.Tensor | None, torch.Tensor]:
-        k = len(parts) - (2 if self.logits is not None else 1)
-        return tuple(parts[:k]), (parts[k + 1] if self.logits is not None else None), parts[k]

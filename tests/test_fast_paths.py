@@ -7,9 +7,11 @@ import pytest
 import torch
 from toy import LinearTeacher
 
-import crosskd.trainer as trainer_module
-from crosskd import MLP, Distiller, auto_batch_size
-from crosskd.losses import distillation_loss, packed_soft_targets
+import crosskd.engine.batches as batches_module
+from crosskd import MLP, Distiller
+from crosskd.losses import distillation_loss
+from crosskd.tasks.classification import ClassificationTask
+from crosskd.trainer import auto_batch_size
 
 
 def _data(n=600, d=5, k=3, seed=0):
@@ -45,7 +47,7 @@ def test_auto_batch_size_per_device():
 def test_permuting_once_equals_gathering_per_step(monkeypatch):
     X, y, W = _data()
     fast = _fit(X, y, W)
-    monkeypatch.setattr(trainer_module, "PERMUTE_ONCE_BYTES", -1)  # force the per-step gather
+    monkeypatch.setattr(batches_module, "PERMUTE_ONCE_BYTES", -1)  # force the per-step gather
     slow = _fit(X, y, W)
     for a, b in zip(
         fast.student_.state_dict().values(), slow.student_.state_dict().values(), strict=True
@@ -61,12 +63,13 @@ def test_step_loss_equals_distillation_loss(alpha, class_weight):
     t = torch.randn(32, 3, generator=gen) * 3
     target = torch.randint(0, 3, (32,), generator=gen)
     target[:5] = -1  # unlabelled rows
-    d = Distiller(None if alpha == 0 else LinearTeacher(np.eye(3)), MLP(3, 3), alpha=alpha,
-                  temperature=2.5, focal_gamma=1.0)  # fmt: skip
+    task = ClassificationTask(
+        temperature=2.5, alpha=alpha, num_classes=3, class_weight=class_weight, focal_gamma=1.0
+    )
     expected = distillation_loss(
         s, t, target, 2.5, alpha, class_weight=class_weight, focal_gamma=1.0
     )
-    for soft, teacher in ((False, t), (True, packed_soft_targets(t, 2.5))):
-        got = d._step_loss(s, teacher, target, class_weight, soft=soft)
+    for cached, teacher in ((False, t), (True, task.cache_targets(t))):
+        got = task.loss(s, teacher, (target,), cached)
         for key in ("loss", "kd", "ce"):
             torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)

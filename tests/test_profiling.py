@@ -7,6 +7,7 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 import crosskd
+from crosskd.profiling import device_description
 
 
 def data(n=300, seed=0):
@@ -47,4 +48,4 @@ def test_teachers_and_ensembles_add_up():
 
 
 def test_device_description_names_the_cpu():
-    assert crosskd.device_description().startswith("cpu: ")
+    assert device_description().startswith("cpu: ")

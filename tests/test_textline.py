@@ -383,7 +383,9 @@ def test_ctc_distiller_end_to_end(tmp_path):
     ).fit(x, y, eval_set=(xv, yv), transfer=xv)
     after = kd.evaluate(xv, yv)
     assert after["cer"] < before - 0.1, (before, after, kd.history_)
-    assert {"train_loss", "train_ctc", "train_kd", "val_cer", "val_sequence_accuracy"} <= set(kd.history_[0])
+    assert {"train_loss", "train_ctc", "train_kd", "val_cer", "val_sequence_accuracy"} <= set(
+        kd.history_[0]
+    )
     preds = kd.predict(xv)
     assert len(preds) == len(xv) and all(isinstance(p, str) for p in preds)
 
@@ -477,7 +479,7 @@ def test_ctc_distiller_restarts_from_the_all_blank_plateau(capsys):
 
 
 def test_reinitialise_keeps_the_bilstm_forget_bias():
-    from crosskd.vision.ctc_trainer import _reinitialise
+    from crosskd.engine import reinitialise as _reinitialise
 
     m = CRNN("tiny", num_classes=7, width=4, hidden=8, head="bilstm", height=16)
     before = {k: v.clone() for k, v in m.state_dict().items()}

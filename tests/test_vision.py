@@ -321,9 +321,19 @@ def test_teacher_and_student_see_the_same_augmented_batch() -> None:
     y = np.arange(40) % 3
     teacher_net, student = _Recorder(), _Recorder()
     teacher = ModuleTeacher(teacher_net, classes=(0, 1, 2))
-    Distiller(
-        teacher, student, alpha=0.5, epochs=2, batch_size=16, augment=RandomShift(1), progress=False
-    ).fit(x, y)
+    student = (
+        Distiller(
+            teacher,
+            student,
+            alpha=0.5,
+            epochs=2,
+            batch_size=16,
+            augment=RandomShift(1),
+            progress=False,
+        )
+        .fit(x, y)
+        .student_
+    )  # fit trains a copy of the student passed in
     train_batches = [t for t in student.seen if t.shape[0] in (16, 8)][-len(teacher_net.seen) :]
     assert len(teacher_net.seen) == 6  # 3 batches x 2 epochs, online
     for t_in, s_in in zip(teacher_net.seen, train_batches, strict=True):
@@ -337,9 +347,19 @@ def test_timm_teacher_online_sees_the_student_batch_with_its_own_preprocessing()
     calls: list[torch.Tensor] = []
     teacher.model.register_forward_pre_hook(lambda m, args: calls.append(args[0].detach().clone()))
     x = torch.rand(16, 1, 4, 4)
-    Distiller(
-        teacher, student, alpha=0.5, epochs=1, batch_size=16, augment=RandomShift(1), progress=False
-    ).fit(x, np.arange(16) % 3)
+    student = (
+        Distiller(
+            teacher,
+            student,
+            alpha=0.5,
+            epochs=1,
+            batch_size=16,
+            augment=RandomShift(1),
+            progress=False,
+        )
+        .fit(x, np.arange(16) % 3)
+        .student_
+    )
     s_in = student.seen[-1]
     assert calls[-1].shape == (16, 1, 16, 16)
     expected = (torch.nn.functional.pad(s_in, (6, 6, 6, 6)) - 0.5) / 0.25

@@ -49,6 +49,18 @@ class BatchAugment:
         """Forget the generators: the next batches get the same random draws as a fresh object."""
         self._generators.clear()
 
+    def rng_state(self) -> dict[str, list[int]]:
+        """The states of this augmentation's generators (JSON values), for training checkpoints."""
+        return {key: g.get_state().tolist() for key, g in self._generators.items()}
+
+    def set_rng_state(self, state: dict[str, list[int]]) -> None:
+        """Restore the generators' states returned by :meth:`rng_state`."""
+        self._generators.clear()
+        for key, values in state.items():
+            g = torch.Generator(device=torch.device(key))
+            g.set_state(torch.tensor(values, dtype=torch.uint8))
+            self._generators[key] = g
+
     def generator(self, device: torch.device) -> torch.Generator:
         """The generator for ``device`` (created, seeded with ``seed``, on first use)."""
         key = str(device)
@@ -308,6 +320,14 @@ class Compose(BatchAugment):
         for a in self.augments:
             if hasattr(a, "reset"):
                 a.reset()
+
+    def rng_state(self) -> list[object]:  # type: ignore[override]
+        return [a.rng_state() if hasattr(a, "rng_state") else None for a in self.augments]
+
+    def set_rng_state(self, state: list[object]) -> None:  # type: ignore[override]
+        for a, part in zip(self.augments, state, strict=False):
+            if part is not None and hasattr(a, "set_rng_state"):
+                a.set_rng_state(part)
 
     def __repr__(self) -> str:
         return f"Compose({', '.join(repr(a) for a in self.augments)})"

@@ -1,25 +1,17 @@
 """CTCDistiller: trains a text-line student (a CRNN) with CTC on labels and distillation from a
-teacher CRNN, following :class:`crosskd.Distiller`'s conventions (settings in ``__init__``,
-``fit`` returns self, fitted attributes end with ``_``).
+teacher CRNN: a facade over the one engine (:mod:`crosskd.engine`) with the CTC task
+(:class:`crosskd.tasks.ctc.CTCTask`, which documents the loss and its ``mode``), following
+:class:`crosskd.Distiller`'s conventions (settings in ``__init__``, ``fit`` returns self, fitted
+attributes end with ``_``, the same history schema, checkpoints and DDP).
 
-The loss of a batch is ``alpha * kd + (1 - alpha) * ctc(student, labels)`` where ``kd`` depends on
-``mode``:
-
-- ``"frame"``: frame-wise ``T^2 * KL`` between the teacher's and the student's posteriors
-  (:func:`crosskd.losses.frame_kd_loss`, or :func:`~crosskd.losses.blank_aware_kd_loss` when
-  ``blank_threshold`` is set);
-- ``"sequence"``: CTC of the student against the teacher's greedy decodings of the same
-  (augmented) images (:func:`crosskd.losses.greedy_decode`), i.e. sequence-level KD;
-- ``"both"``: the sum of the two.
-
-The teacher runs online, in eval mode, on each augmented batch. Unlabelled ``transfer`` images get
-the ``kd`` term only. With ``teacher=None`` (and ``alpha=0``) it trains a model on labels alone.
+The teacher's outputs are cached once when the images are not augmented, and computed on every
+(augmented) batch otherwise. Unlabelled ``transfer`` images get the ``kd`` term only. With
+``teacher=None`` (and ``alpha=0``) it trains a model on labels alone.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,38 +22,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._device import autocast, check_precision, resolve_device
-from ..exceptions import ConfigError, DataError, NotFittedError, TrainingError
-from ..losses import (
-    blank_aware_kd_loss,
-    check_alpha,
-    check_temperature,
-    ctc_loss,
-    decoded_targets,
-    frame_kd_loss,
-    greedy_decode,
+from .._device import resolve_device
+from ..engine import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    Engine,
+    MemoryBatches,
+    PlateauRestart,
+    ProgressBar,
 )
+from ..engine.runtime import read_resume, resolve_precision, run_identity, setup_device
+from ..exceptions import ConfigError, DataError, NotFittedError
+from ..losses import check_alpha, check_temperature, decoded_targets, greedy_decode
 from ..metrics import character_error_rate, sequence_accuracy
+from ..tasks.base import forward_batched
+from ..tasks.ctc import MODES, CTCTask, frames_needed
 from .data import as_images
 from .textlines import Alphabet
 
 __all__ = ["CTCDistiller"]
 
-MODES = ("frame", "sequence", "both")
 #: A model whose character error rate is still at least this after ``plateau_epochs`` epochs is
 #: taken to be on the all-blank CTC plateau (it reads almost nothing: blanks, or one character).
 STALL_CER = 0.85
-
-
-def _reinitialise(model: nn.Module, seed: int) -> None:
-    """Fresh initial weights for every submodule that can reset itself (seeded); children first, so
-    a parent's own ``reset_parameters`` (e.g. a custom bias initialisation) has the last word."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in reversed(list(model.modules())):
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
+TEACHER_MODES = ("auto", "cached", "online")
+#: ``batch_size="auto"``: lines per step on CPU, and the largest on CUDA.
+CPU_BATCH_SIZE = 32
+CUDA_MAX_BATCH_SIZE = 256
 
 
 def _positive(value: Any, name: str, kind: type = int) -> Any:
@@ -70,6 +58,34 @@ def _positive(value: Any, name: str, kind: type = int) -> Any:
     if not value > 0:
         raise ConfigError(f"{name} must be > 0, got {value!r}.")
     return value
+
+
+def auto_line_batch_size(device: torch.device, n_lines: int) -> int:
+    """``batch_size="auto"`` for text lines: 32 on CPU; on CUDA the largest power of two in
+    [32, 256] that still gives at least 32 steps per epoch."""
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE
+    fit = max(1, n_lines // 32)
+    return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
+
+
+class _FirstInput:
+    """Applies an image augmentation to the first input of a batch (the images)."""
+
+    def __init__(self, augment: Callable[[Any], Any]) -> None:
+        self.augment = augment
+
+    def __call__(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (self.augment(inputs[0]), *inputs[1:])
+
+    def rng_state(self) -> Any:
+        state = getattr(self.augment, "rng_state", None)
+        return state() if callable(state) else None
+
+    def set_rng_state(self, state: Any) -> None:
+        setter = getattr(self.augment, "set_rng_state", None)
+        if callable(setter):
+            setter(state)
 
 
 class CTCDistiller:
@@ -84,14 +100,15 @@ class CTCDistiller:
             The student must output ``alphabet.num_classes`` classes.
         temperature: T of the frame KD term.
         alpha: weight of the KD term in [0, 1].
-        mode: ``"frame"``, ``"sequence"`` or ``"both"`` (see the module docstring).
+        mode: ``"frame"``, ``"sequence"`` or ``"both"`` (see :mod:`crosskd.tasks.ctc`).
         blank_threshold: None: plain frame KD; a probability: blank-aware frame KD that weights
             frames where the teacher's blank probability is at least this by ``blank_weight``.
         blank_weight: weight of confidently blank frames in the blank-aware KD.
         resample: None, ``"linear"`` or ``"nearest"``: how teacher frames are matched to the
             student's when their counts differ (None: an error).
         epochs: passes over the training lines.
-        batch_size: lines per step.
+        batch_size: lines per step (per process under ``torchrun``), or ``"auto"``: 32 on CPU; on
+            CUDA the largest power of two in [32, 256] giving at least 32 steps per epoch.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         warmup_epochs: epochs of linear learning-rate warm-up (from lr/10), then cosine decay; with
@@ -111,12 +128,23 @@ class CTCDistiller:
             counts them and ``history_`` keeps every attempt's epochs (key ``attempt``).
         plateau_epochs: the epoch after which the plateau check runs (once per attempt; not when
             it is the last epoch).
+        teacher_mode: ``"cached"`` runs the teacher once over the training lines (frame logits and
+            decodings kept); ``"online"`` runs it on every (augmented) batch; ``"auto"`` is online
+            only when ``augment`` is given.
         augment: a callable on image batches (e.g. :class:`crosskd.vision.RandomAffine`) applied on
             the device before the student and the teacher see a batch.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
+        precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` or ``"auto"`` (bf16-mixed on a GPU
+            that supports it, else 32); the chosen value is ``precision_``.
         seed: seed of the shuffling and of torch's global generator at the start of ``fit``.
-        progress: print one line per epoch to stderr.
+        progress: show a progress bar over epochs (True, or the bar's label).
+        checkpoint_dir, checkpoint_every: as :class:`crosskd.Distiller`'s: a checkpoint (weights,
+            optimizer, schedule, random states including the augmentation's, early-stopping and
+            restart state, history) written atomically every ``checkpoint_every`` epochs;
+            ``fit(..., resume=True)`` continues exactly.
+        distributed: as :class:`crosskd.Distiller`'s: DistributedDataParallel under ``torchrun``.
+        warm_start: False: ``fit`` trains a copy of ``student`` (the object passed in is left
+            unchanged); True: it trains ``student`` itself.
 
     Attributes (after fit):
         student_: the trained student (on ``device_``), alphabet_, history_ (one dict per epoch),
@@ -137,7 +165,7 @@ class CTCDistiller:
         blank_weight: float = 0.1,
         resample: str | None = None,
         epochs: int = 20,
-        batch_size: int = 32,
+        batch_size: int | str = 32,
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         warmup_epochs: float = 1.0,
@@ -146,10 +174,15 @@ class CTCDistiller:
         plateau_restarts: int = 3,
         plateau_epochs: int = 5,
         augment: Callable[[Any], Any] | None = None,
+        teacher_mode: str = "auto",
         device: str | torch.device = "auto",
-        precision: str = "32",
+        precision: str = "auto",
         seed: int = 0,
-        progress: bool = True,
+        progress: bool | str = True,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 1,
+        distributed: bool | str = "auto",
+        warm_start: bool = False,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -174,6 +207,11 @@ class CTCDistiller:
         self.precision = precision
         self.seed = seed
         self.progress = progress
+        self.teacher_mode = teacher_mode
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.distributed = distributed
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------------------- checks
 
@@ -201,7 +239,8 @@ class CTCDistiller:
                 f"alphabet must be a crosskd.vision.Alphabet or None, got {type(self.alphabet).__name__}."
             )
         _positive(self.epochs, "epochs")
-        _positive(self.batch_size, "batch_size")
+        if self.batch_size != "auto":
+            _positive(self.batch_size, "batch_size")
         _positive(self.lr, "lr", float)
         if self.early_stopping is not None:
             _positive(self.early_stopping, "early_stopping")
@@ -219,7 +258,17 @@ class CTCDistiller:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}.")
         if self.grad_clip is not None:
             _positive(self.grad_clip, "grad_clip", float)
-        check_precision(self.precision)
+        _positive(self.checkpoint_every, "checkpoint_every")
+        if self.teacher_mode not in TEACHER_MODES:
+            raise ConfigError(
+                f"teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}."
+            )
+        if self.checkpoint_dir is not None and Path(self.checkpoint_dir).is_file():
+            raise ConfigError(
+                f"checkpoint_dir {str(self.checkpoint_dir)!r} is a file; pass a folder (it is "
+                "created when missing)."
+            )
+        resolve_precision(self.precision, torch.device("cpu"))  # checks the string
 
     @staticmethod
     def _images(images: Any, name: str) -> torch.Tensor:
@@ -249,6 +298,7 @@ class CTCDistiller:
         *,
         eval_set: tuple[Any, Sequence[str]] | None = None,
         transfer: Any | None = None,
+        resume: bool | str | Path | None = None,
     ) -> CTCDistiller:
         """Train the student.
 
@@ -256,14 +306,18 @@ class CTCDistiller:
             images: ``(N, C, H, W)`` text-line images (uint8 or float in [0, 1]; see
                 :func:`crosskd.vision.load_textlines`).
             labels: the N label strings.
-            eval_set: ``(images, labels)`` for validation: CER and sequence accuracy per epoch,
-                early stopping (``early_stopping``) and best-weights restore.
+            eval_set: ``(images, labels)`` for validation: the loss terms, CER and sequence
+                accuracy per epoch, early stopping and best-weights restore.
             transfer: optional ``(M, C, H, W)`` unlabelled images; they get the KD term only (so
                 they need a teacher and ``alpha > 0``).
+            resume: continue an interrupted run from a checkpoint (as :meth:`Distiller.fit`).
 
         Returns:
-            self.
+            self, with ``student_``, ``alphabet_``, ``history_``, ``best_epoch_``, ``restarts_``,
+            ``frames_``, ``n_train_``, ``fit_seconds_`` and the resolved ``batch_size_``,
+            ``precision_``, ``device_``.
         """
+        started = time.perf_counter()
         self._check_settings()
         x = self._images(images, "images")
         y = self._labels(labels, len(x), "labels")
@@ -292,13 +346,179 @@ class CTCDistiller:
                 raise ConfigError("eval_set must be a pair (images, labels).")
             xv = self._images(eval_set[0], "eval_set images")
             yv = self._labels(eval_set[1], len(xv), "eval_set labels")
+        resume_state, resume_path = read_resume(resume, self.checkpoint_dir, "CTCDistiller")
 
-        device = resolve_device(self.device)
+        device, self.dist_ = setup_device(self.device, self.distributed)
         self.device_ = device
+        self.precision_ = resolve_precision(self.precision, device)
+        world = self.dist_.world_size if self.dist_ is not None else 1
+        self.batch_size_ = (
+            auto_line_batch_size(device, max(1, len(x) // world))
+            if self.batch_size == "auto"
+            else int(self.batch_size)
+        )
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
-        student = self.student.to(device)
+        student = (self.student if self.warm_start else copy.deepcopy(self.student)).to(device)
         teacher = None if self.teacher is None or a == 0 else self.teacher.to(device).eval()
+        self.frames_ = self._check_student(student, x, y, device)
+        self.n_train_ = len(y)
+        online = teacher is not None and (
+            self.teacher_mode == "online"
+            or (self.teacher_mode == "auto" and self.augment is not None)
+        )
+        if teacher is not None and self.augment is not None and not online:
+            raise ConfigError(
+                "augment changes every batch, so cached teacher outputs would describe other "
+                "images. Use teacher_mode='online' (or 'auto'), or drop augment."
+            )
+        task = CTCTask(
+            alphabet=self.alphabet_,
+            temperature=self.temperature,
+            alpha=a,
+            mode=self.mode,
+            blank_threshold=self.blank_threshold,
+            blank_weight=self.blank_weight,
+            resample=self.resample,
+            teacher=teacher,
+            frames=self.frames_,
+            precision=self.precision_,
+            chunk_size=max(64, self.batch_size_),
+        )
+        x, targets, lengths, labelled = (t.to(device) for t in (x, targets, lengths, labelled))
+        cached = None
+        if teacher is not None and not online:
+            cached = task.cache_targets(task.teacher_logits(x, device))
+        val = None
+        if eval_set is not None:
+            xv = xv.to(device)
+            v_targets, v_lengths = self._encode(yv)
+            val = {
+                "images": xv,
+                "labels": yv,
+                "targets": (
+                    v_targets.to(device),
+                    v_lengths.to(device),
+                    torch.ones(len(yv), dtype=torch.bool, device=device),
+                ),
+                "teacher": (
+                    None if teacher is None else task.cache_targets(task.teacher_logits(xv, device))
+                ),
+            }
+        # lines the all-blank check reads: the validation lines, else up to 256 training lines
+        if eval_set is not None:
+            probe_x, probe_y = xv, yv
+        else:
+            pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.seed))[:256]
+            probe_x, probe_y = x[pick.to(device)], [y[i] for i in pick.tolist()]
+
+        def stalled(model: nn.Module) -> tuple[bool, float]:
+            cer = character_error_rate(task.read(model, probe_x, device), probe_y)
+            return cer >= STALL_CER, cer
+
+        main = self.dist_ is None or self.dist_.is_main
+        stopper = EarlyStopping(
+            "val_cer",
+            higher_is_better=False,
+            patience=self.early_stopping if val is not None else None,
+            keep_latest_tie=True,
+        )
+        restarter = PlateauRestart(
+            stalled,
+            int(self.plateau_restarts),
+            int(self.plateau_epochs),
+            int(self.epochs),
+            say=(lambda m: print(f"ctc: {m}", file=sys.stderr)) if self.progress and main else None,
+        )
+        callbacks: list[Callback] = [stopper, restarter]
+        if self.checkpoint_dir is not None or resume_state is not None:
+            from ..checkpoint import CHECKPOINT_NAME, check_same_run, tensor_fingerprint
+
+            settings = {name: getattr(self, name) for name in self._RUN_SETTINGS}
+            settings.update(batch_size=self.batch_size_, precision=self.precision_)
+            run = run_identity(
+                settings,
+                student,
+                self.dist_,
+                data=tensor_fingerprint(x),
+                targets=tensor_fingerprint(targets, lengths, labelled),
+                teacher="online" if online else tensor_fingerprint(*(cached or (None,))),
+                validation=None if val is None else tensor_fingerprint(xv, *val["targets"]),
+                alphabet=self.alphabet_.to_dict(),
+            )
+            if resume_state is not None:
+                check_same_run(resume_state.run, run, resume_path)
+            if self.checkpoint_dir is not None:
+                path = Path(self.checkpoint_dir) / CHECKPOINT_NAME
+                callbacks.append(Checkpointing(path, run, int(self.checkpoint_every)))
+                self.checkpoint_path_ = path
+        if self.progress and main:
+            desc = self.progress if isinstance(self.progress, str) else "ctc"
+            callbacks.append(ProgressBar(desc, "val_cer" if val is not None else None))
+        augment = None
+        if self.augment is not None:
+            if hasattr(self.augment, "reset"):
+                self.augment.reset()
+            augment = _FirstInput(self.augment)
+        warmup_epochs = float(self.warmup_epochs)
+        engine = Engine(
+            epochs=int(self.epochs),
+            lr=float(self.lr),
+            weight_decay=float(self.weight_decay),
+            warmup=lambda steps: round(warmup_epochs * steps),
+            warmup_start=0.1,
+            grad_clip=None if self.grad_clip is None else float(self.grad_clip),
+            precision=self.precision_,
+            device=device,
+            ctx=self.dist_,
+            seed=self.seed,
+            augment=augment,
+            callbacks=callbacks,
+        )
+        source = MemoryBatches(
+            (x,),
+            (targets, lengths, labelled),
+            cached,
+            self.batch_size_,
+            self.dist_,
+            any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in student.modules()),
+        )
+        state = engine.fit(
+            student, task, source, val=val, online=online, generator=generator, resume=resume_state
+        )
+        self.history_ = state.history
+        self.best_epoch_ = stopper.best_epoch if stopper.best_state is not None else state.epoch
+        self.restarts_ = restarter.done
+        self.student_ = student.eval()
+        self._task = task
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    #: settings that change the training trajectory: a checkpoint resumes only with equal values.
+    _RUN_SETTINGS = (
+        "temperature",
+        "alpha",
+        "mode",
+        "blank_threshold",
+        "blank_weight",
+        "resample",
+        "epochs",
+        "lr",
+        "weight_decay",
+        "warmup_epochs",
+        "grad_clip",
+        "early_stopping",
+        "plateau_restarts",
+        "plateau_epochs",
+        "teacher_mode",
+        "augment",
+        "seed",
+    )
+
+    def _check_student(
+        self, student: nn.Module, x: torch.Tensor, y: list[str], device: torch.device
+    ) -> int:
+        """The student's frames per line, after checking its output shape and the labels' length."""
         out = student.num_classes if hasattr(student, "num_classes") else None
         if out is not None and out != self.alphabet_.num_classes:
             raise ConfigError(
@@ -316,193 +536,15 @@ class CTCDistiller:
                 f"The student returns {tuple(probe.shape)} for one line; expected (1, frames, "
                 f"{self.alphabet_.num_classes}). Use a CRNN with num_classes=alphabet.num_classes."
             )
-        self.frames_ = int(probe.shape[1])
-        need = max(
-            (len(s) + sum(p == q for p, q in zip(s, s[1:], strict=False)) for s in y), default=0
-        )
-        if need > self.frames_:
+        frames = int(probe.shape[1])
+        need = max((frames_needed(s) for s in y), default=0)
+        if need > frames:
             raise DataError(
                 f"The longest label needs {need} CTC frames (one per character and one between "
-                f"repeats) but the student gives {self.frames_} frames per line. Use wider images, "
+                f"repeats) but the student gives {frames} frames per line. Use wider images, "
                 "or a backbone with less horizontal reduction (CRNN max_reduction)."
             )
-        self.n_train_ = len(y)
-
-        x, targets, lengths, labelled = (t.to(device) for t in (x, targets, lengths, labelled))
-        steps_per_epoch = math.ceil(len(x) / self.batch_size)
-        total = steps_per_epoch * self.epochs
-        warmup = int(round(self.warmup_epochs * steps_per_epoch))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return 0.1 + 0.9 * step / max(1, warmup)
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        if hasattr(self.augment, "reset"):
-            self.augment.reset()
-        # lines the all-blank check decodes: the validation lines, else up to 256 training lines
-        if eval_set is not None:
-            probe_x, probe_y = xv, yv
-        else:
-            pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.seed))[:256]
-            probe_x, probe_y = x[pick.to(device)], [y[i] for i in pick.tolist()]
-
-        self.history_: list[dict[str, float]] = []
-        self.restarts_ = 0
-        for attempt in range(self.plateau_restarts + 1):
-            if attempt:
-                _reinitialise(student, self.seed + 7919 * attempt)
-            params = [p for p in student.parameters() if p.requires_grad]
-            optimizer = torch.optim.AdamW(
-                params, lr=float(self.lr), weight_decay=float(self.weight_decay)
-            )
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-            scaler = torch.amp.GradScaler(
-                device.type, enabled=self.precision == "16-mixed" and device.type == "cuda"
-            )
-            history: list[dict[str, float]] = []
-            best_cer, best_state, since_best = math.inf, None, 0
-            self.best_epoch_ = self.epochs
-            stalled = False
-            for epoch in range(self.epochs):
-                start = time.perf_counter()
-                student.train()
-                order = torch.randperm(len(x), generator=generator).to(device)
-                sums = {"loss": 0.0, "kd": 0.0, "ctc": 0.0}
-                for i in range(steps_per_epoch):
-                    idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-                    xb = x[idx]
-                    if self.augment is not None:
-                        xb = self.augment(xb)
-                    terms = self._step_loss(
-                        student, teacher, xb, targets[idx], lengths[idx], labelled[idx]
-                    )
-                    if not torch.isfinite(terms["loss"]):
-                        raise TrainingError(
-                            f"The loss became {float(terms['loss'].detach())} at epoch {epoch}, "
-                            f"step {i}. Lower lr, or use precision='32'."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(terms["loss"]).backward()
-                    if self.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(params, float(self.grad_clip))
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    for k in sums:
-                        sums[k] += float(terms[k].detach()) * len(idx)
-                record: dict[str, float] = {
-                    "epoch": epoch + 1,
-                    **{f"train_{k}": v / len(x) for k, v in sums.items()},
-                }
-                if self.plateau_restarts:
-                    record["attempt"] = attempt
-                if eval_set is not None:
-                    metrics = self._evaluate(student, xv, yv)
-                    record.update({f"val_{k}": v for k, v in metrics.items()})
-                    # early_stopping counts epochs without a strict improvement, but the weights kept
-                    # are the latest of the best: a small validation set often reaches CER 0
-                    # early, and the later epochs of the decayed schedule read unseen lines better
-                    since_best = 0 if metrics["cer"] < best_cer else since_best + 1
-                    if metrics["cer"] <= best_cer:
-                        best_cer, self.best_epoch_ = metrics["cer"], epoch + 1
-                        best_state = copy.deepcopy(student.state_dict())
-                record["epoch_seconds"] = time.perf_counter() - start
-                history.append(record)
-                if self.progress:
-                    shown = " ".join(
-                        f"{k}={v:.4g}"
-                        for k, v in record.items()
-                        if k not in ("epoch", "epoch_seconds", "attempt")
-                    )
-                    print(f"ctc epoch {epoch + 1}/{self.epochs} {shown}", file=sys.stderr)
-                if (
-                    attempt < self.plateau_restarts
-                    and epoch + 1 == self.plateau_epochs
-                    and epoch + 1 < self.epochs
-                ):
-                    cer = character_error_rate(self._predict(student, probe_x), probe_y)
-                    if cer >= STALL_CER:
-                        stalled = True
-                        if self.progress:
-                            print(
-                                f"ctc: still on the all-blank plateau after {epoch + 1} epochs "
-                                f"(character error rate {cer:.3f}); restarting from new initial "
-                                f"weights ({attempt + 1}/{self.plateau_restarts})",
-                                file=sys.stderr,
-                            )
-                        break
-                if (
-                    self.early_stopping is not None
-                    and eval_set is not None
-                    and since_best >= self.early_stopping
-                ):
-                    break
-            self.history_.extend(history)
-            if not stalled:
-                break
-            self.restarts_ += 1
-        if best_state is not None:
-            student.load_state_dict(best_state)
-        student.eval()
-        self.student_ = student
-        return self
-
-    def _step_loss(
-        self,
-        student: nn.Module,
-        teacher: nn.Module | None,
-        xb: torch.Tensor,
-        targets: torch.Tensor,
-        lengths: torch.Tensor,
-        labelled: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        a = float(self.alpha)
-        with autocast(self.device_, self.precision):
-            logits = student(xb)
-            teacher_logits = None
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(xb).float()
-        logits = logits.float()
-        zero = logits.new_zeros(())
-        ctc = zero
-        if a < 1 and bool(labelled.any()):
-            ctc = ctc_loss(logits, targets, lengths, sample_weight=labelled.float())
-        kd = zero
-        if teacher_logits is not None:
-            if self.mode in ("frame", "both"):
-                if self.blank_threshold is None:
-                    kd = kd + frame_kd_loss(
-                        logits, teacher_logits, self.temperature, resample=self.resample
-                    )
-                else:
-                    kd = kd + blank_aware_kd_loss(
-                        logits,
-                        teacher_logits,
-                        self.temperature,
-                        blank_threshold=float(self.blank_threshold),
-                        blank_weight=float(self.blank_weight),
-                        resample=self.resample,
-                    )
-            if self.mode in ("sequence", "both"):
-                decoded = greedy_decode(teacher_logits)
-                frames = logits.shape[1]
-                # A decoding too long for the student's frames cannot be a CTC target: leave it out.
-                fits = torch.as_tensor(
-                    [
-                        len(s) + sum(p == q for p, q in zip(s, s[1:], strict=False)) <= frames
-                        for s in decoded
-                    ],
-                    device=logits.device,
-                )
-                decoded = [s if ok else [] for s, ok in zip(decoded, fits.tolist(), strict=True)]
-                t_targets, t_lengths = decoded_targets(decoded, logits.device)
-                kd = kd + ctc_loss(logits, t_targets, t_lengths, sample_weight=fits.float())
-        loss = a * kd + (1.0 - a) * ctc
-        return {"loss": loss, "ctc": ctc.detach(), "kd": kd.detach()}
+        return frames
 
     # --------------------------------------------------------------------------- prediction
 
@@ -513,36 +555,31 @@ class CTCDistiller:
                 "CTCDistiller.load(path)."
             )
 
-    @torch.no_grad()
-    def _predict(self, student: nn.Module, x: torch.Tensor) -> list[str]:
-        student.eval()
-        out: list[str] = []
-        for i in range(0, len(x), max(self.batch_size, 64)):
-            xb = x[i : i + max(self.batch_size, 64)].to(self.device_)
-            with autocast(self.device_, self.precision):
-                logits = student(xb)
-            out.extend(self.alphabet_.decode(s) for s in greedy_decode(logits.float()))
-        return out
-
-    def _evaluate(self, student: nn.Module, x: torch.Tensor, y: list[str]) -> dict[str, float]:
-        was = student.training
-        pred = self._predict(student, x)
-        student.train(was)
-        return {
-            "sequence_accuracy": sequence_accuracy(pred, y),
-            "cer": character_error_rate(pred, y),
-        }
+    def _read(self, x: torch.Tensor) -> list[str]:
+        """The student's greedy readings of ``x`` (float32 unless bf16 / fp16 was trained with)."""
+        if len(x) == 0:
+            return []
+        precision = getattr(self, "precision_", None) or (
+            "32" if self.precision == "auto" else self.precision
+        )
+        logits = forward_batched(self.student_, (x,), self.device_, precision, 64)
+        return [self.alphabet_.decode(s) for s in greedy_decode(logits)]
 
     def predict(self, images: Any) -> list[str]:
         """The student's greedy CTC readings of ``(N, C, H, W)`` images, one string per line."""
         self._check_fitted()
-        return self._predict(self.student_, self._images(images, "images"))
+        return self._read(self._images(images, "images"))
 
     def evaluate(self, images: Any, labels: Sequence[str]) -> dict[str, float]:
         """``{"sequence_accuracy", "cer"}`` of the student on labelled lines."""
         self._check_fitted()
         x = self._images(images, "images")
-        return self._evaluate(self.student_, x, self._labels(labels, len(x), "labels"))
+        predicted = self._read(x)
+        y = self._labels(labels, len(x), "labels")
+        return {
+            "sequence_accuracy": sequence_accuracy(predicted, y),
+            "cer": character_error_rate(predicted, y),
+        }
 
     # ---------------------------------------------------------------------------- save/load
 
@@ -589,6 +626,8 @@ class CTCDistiller:
             progress=False,
         )
         self.alphabet_ = self.alphabet
+        self.precision_ = "32"
+        self.dist_ = None
         self.device_ = resolve_device(device)
         self.student_ = student.to(self.device_).eval()
         self.history_ = list(meta.get("history", []))

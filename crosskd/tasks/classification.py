@@ -1,0 +1,149 @@
+"""Classification (tables and images): the task that turns teacher logits into soft targets.
+
+Loss: ``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)`` (the label
+term with optional class weights or focal loss; unlabelled rows, label ``IGNORE_LABEL``, get the
+soft term only). Cached teacher logits are softened once (:func:`crosskd.losses.packed_soft_targets`);
+an online teacher (a torch module on augmented batches) is run on each batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import metrics as _metrics
+from ..exceptions import ConfigError
+from ..losses import (
+    distillation_loss,
+    hard_loss,
+    kd_loss,
+    kd_loss_from_packed,
+    packed_soft_targets,
+)
+from .base import forward_batched
+
+__all__ = ["ClassificationTask", "classification_monitor"]
+
+
+def classification_monitor(val_metric: str, num_classes: int) -> tuple[str, bool]:
+    """The validation key early stopping follows and whether higher is better.
+
+    ``"auto"``: average precision for two classes (a ranking metric, right for imbalanced data),
+    accuracy otherwise; ``"loss"``: the validation distillation loss.
+    """
+    if val_metric == "auto":
+        return ("average_precision" if num_classes == 2 else "accuracy"), True
+    if val_metric == "loss":
+        return "loss", False
+    return val_metric, val_metric != "log_loss"
+
+
+class ClassificationTask:
+    """The classification task (see the module docstring).
+
+    Args:
+        temperature: T of the soft term.
+        alpha: weight of the soft term in [0, 1].
+        num_classes: number of classes.
+        class_weight: ``(num_classes,)`` weights of the label term on the device, or None.
+        focal_gamma: focal-loss gamma of the label term (0: cross-entropy).
+        teacher: a teacher with ``logits_on_device`` for online targets, or None.
+        val_metric: see :func:`classification_monitor`.
+        chunk_size: rows per forward pass in validation.
+    """
+
+    terms = ("loss", "kd", "ce")
+    keep_latest_tie = False
+
+    def __init__(
+        self,
+        *,
+        temperature: float,
+        alpha: float,
+        num_classes: int,
+        class_weight: torch.Tensor | None = None,
+        focal_gamma: float = 0.0,
+        teacher: Any = None,
+        val_metric: str = "auto",
+        chunk_size: int = 65536,
+    ) -> None:
+        self.temperature, self.alpha = float(temperature), float(alpha)
+        self.num_classes, self.class_weight, self.focal_gamma = (
+            num_classes,
+            class_weight,
+            focal_gamma,
+        )
+        self.teacher, self.val_metric, self.chunk_size = teacher, val_metric, chunk_size
+        self.monitor, self.higher_is_better = classification_monitor(val_metric, num_classes)
+
+    def cache_targets(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Soft targets prepared once (the teacher's softmax is not recomputed per step)."""
+        return packed_soft_targets(teacher_logits, self.temperature)
+
+    def online_targets(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.teacher.logits_on_device(*inputs)
+
+    def loss(
+        self,
+        student_out: torch.Tensor,
+        teacher: torch.Tensor | None,
+        targets: tuple[torch.Tensor, ...],
+        cached: bool,
+    ) -> dict[str, torch.Tensor]:
+        """:func:`crosskd.losses.distillation_loss` without per-step host synchronisations.
+
+        The label checks that make ``hard_loss`` read values back from the device run once on the
+        encoded targets before training instead. With ``cached``, ``teacher`` holds the packed soft
+        targets, and the soft term ``T^2 * mean(sum(q log q) - sum(q log p))`` skips the teacher's
+        softmax per step: the same value as ``kd_loss`` up to float rounding.
+        """
+        a = self.alpha
+        zero = student_out.new_zeros((), dtype=torch.float32)
+        if a > 0 and teacher is not None:
+            kd = (
+                kd_loss_from_packed(student_out, teacher, self.temperature)
+                if cached
+                else kd_loss(student_out, teacher, self.temperature)
+            )
+        else:
+            kd = zero
+        if a < 1:
+            ce = hard_loss(
+                student_out, targets[0], self.class_weight, self.focal_gamma, check_labels=False
+            )
+        else:
+            ce = zero
+        return {"loss": a * kd + (1.0 - a) * ce, "kd": kd.detach(), "ce": ce.detach()}
+
+    def validate(
+        self, model: nn.Module, val: dict[str, Any], device: torch.device, precision: str
+    ) -> dict[str, float]:
+        """The loss terms (with the teacher's targets on the validation rows) and the metrics of
+        :func:`crosskd.metrics.classification_metrics`.
+
+        Args:
+            val: ``{"inputs": tensors, "targets": codes, "teacher_logits": tensor or None}``.
+        """
+        logits = forward_batched(model, val["inputs"], device, precision, self.chunk_size)
+        teacher = val.get("teacher_logits")
+        terms = distillation_loss(
+            logits,
+            teacher,
+            val["targets"],
+            self.temperature,
+            self.alpha if teacher is not None else 0.0,
+            class_weight=self.class_weight,
+            focal_gamma=self.focal_gamma,
+        )
+        out = {k: float(v) for k, v in terms.items()}
+        proba = torch.softmax(logits.float(), dim=-1).cpu().double().numpy()
+        metrics = _metrics.classification_metrics(val["targets"].cpu().numpy(), proba)
+        out.update({k: float(v) for k, v in metrics.items()})
+        if self.val_metric not in ("auto", "loss") and self.val_metric not in metrics:
+            raise ConfigError(
+                f"val_metric={self.val_metric!r} is not computed here; choose 'loss' or one of "
+                f"{sorted(metrics)}."
+            )
+        return out
