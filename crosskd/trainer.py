@@ -12,6 +12,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from torch import nn
 
 from . import metrics as _metrics
 from ._device import check_precision, resolve_device
+from ._threads import choose_threads, step_flops, torch_threads
 from .engine import (
     Callback,
     Checkpointing,
@@ -111,6 +113,10 @@ class Distiller:
         warm_start: False (default): ``fit`` trains a copy of ``student`` and leaves the object
             passed in unchanged, so every ``fit`` starts from the same weights (scikit-learn's
             rule). True: ``fit`` trains ``student`` itself, continuing from its current weights.
+        threads: torch threads on CPU while fitting and predicting, or ``"auto"``: no more than
+            the idle cores, and one when a training step is small (see :mod:`crosskd._threads`;
+            measured up to 5x faster than torch's default on a busy 2-core machine). The chosen
+            value is ``threads_``.
 
     Under ``torchrun``, ``batch_size`` is per process: N processes with batch B train like one
     process with batch N * B.
@@ -143,6 +149,7 @@ class Distiller:
         checkpoint_every: int = 1,
         distributed: bool | str = "auto",
         warm_start: bool = False,
+        threads: int | str = "auto",
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -168,6 +175,7 @@ class Distiller:
         self.checkpoint_every = checkpoint_every
         self.distributed = distributed
         self.warm_start = warm_start
+        self.threads = threads
 
     # ------------------------------------------------------------------ checks
 
@@ -175,6 +183,8 @@ class Distiller:
         check_temperature(self.temperature)
         alpha = check_alpha(self.alpha)
         resolve_precision(self.precision, torch.device("cpu"))  # checks the string
+        if self.threads != "auto":
+            choose_threads(self.threads)  # checks the value
         if self.distributed not in ("auto", True, False):
             raise ConfigError(
                 f"distributed must be 'auto', True or False, got {self.distributed!r}."
@@ -465,6 +475,7 @@ class Distiller:
         inputs = self._student_inputs(X, "X")
         self.input_shapes_ = [tuple(t.shape[1:]) for t in inputs]
         self._check_student_output(inputs, device)
+        self._probe_inputs = tuple(t[:2] for t in inputs)
 
         teacher_logits = full_logits
         if self.teacher is not None and not online and teacher_logits is None:
@@ -579,6 +590,7 @@ class Distiller:
         probe = self._student_inputs(stream.read_row_groups([0], stream.columns).iloc[:2], "stream")
         self.input_shapes_ = [tuple(t.shape[1:]) for t in probe]
         self._check_student_output(probe, device)
+        self._probe_inputs = probe
         logits, cache = None, None
         if self.teacher is not None and not online and self.alpha > 0:
             logits, cache = stream.teacher_logits(self.teacher, self.chunk_size)
@@ -904,15 +916,17 @@ class Distiller:
             augment=self.augment,
             callbacks=callbacks,
         )
-        state = engine.fit(
-            self.student_,
-            task,
-            source,
-            val=val,
-            online=online,
-            generator=generator,
-            resume=resume_state,
-        )
+        self.threads_ = self._choose_threads(source, device)
+        with torch_threads(self.threads_) if device.type == "cpu" else nullcontext():
+            state = engine.fit(
+                self.student_,
+                task,
+                source,
+                val=val,
+                online=online,
+                generator=generator,
+                resume=resume_state,
+            )
         self.history_ = state.history
         self.best_epoch_ = (
             stopper.best_epoch if stopper.best_state is not None else len(self.history_)
@@ -923,6 +937,17 @@ class Distiller:
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
+    def _choose_threads(self, source: Any, device: torch.device) -> int:
+        """``threads_``: the setting, or for ``"auto"`` a count from idle cores and step size."""
+        if device.type != "cpu":
+            return torch.get_num_threads()
+        flops = None
+        if self.threads == "auto":
+            probe = self._probe_inputs
+            flops = step_flops(self.student_, tuple(t.to(device) for t in probe), self.batch_size_)
+        world = self.dist_.world_size if self.dist_ is not None else 1
+        return choose_threads(self.threads, step_flops=flops, processes=world)
+
     def _forward_batched(self, inputs: Inputs, device: torch.device) -> torch.Tensor:
         # The training precision after fit; a loaded model with precision="auto" predicts in
         # float32 (full-precision probabilities unless bf16 / fp16 was asked for).
@@ -931,7 +956,14 @@ class Distiller:
         )
         if inputs[0].shape[0] == 0:
             return torch.empty(0, len(self.classes_), device=device)
-        return forward_batched(self.student_, inputs, device, precision, self.chunk_size)
+        if device.type != "cpu":
+            return forward_batched(self.student_, inputs, device, precision, self.chunk_size)
+        if getattr(self, "_row_flops", None) is None:
+            self._row_flops = step_flops(self.student_, tuple(t[:2] for t in inputs), 1) / 3
+        rows = min(int(inputs[0].shape[0]), self.chunk_size)
+        threads = choose_threads(self.threads, step_flops=self._row_flops * rows, window=0.0)
+        with torch_threads(threads):
+            return forward_batched(self.student_, inputs, device, precision, self.chunk_size)
 
     # ------------------------------------------------------------------ use
 

@@ -153,7 +153,7 @@ def test_textline_teacher_outputs_are_cached_without_augmentation():
     teacher = _CountingCRNN("tiny", num_classes=alphabet.num_classes, width=4, hidden=8, height=16)
     student = CRNN("tiny", num_classes=alphabet.num_classes, width=4, hidden=8, height=16)
     settings = dict(alphabet=alphabet, alpha=0.5, mode="both", epochs=3, batch_size=8,
-                    device="cpu", progress=False, plateau_restarts=0)  # fmt: skip
+                    device="cpu", progress=False, plateau_restarts=0, threads=1)  # fmt: skip
     _CountingCRNN.calls = 0
     CTCDistiller(teacher, student, **settings).fit(x[:32], y[:32], eval_set=(x[32:], y[32:]))
     assert _CountingCRNN.calls == 32 + 8  # the training and the validation lines, once each

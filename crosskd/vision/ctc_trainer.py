@@ -15,6 +15,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from .._device import resolve_device
+from .._threads import choose_threads, step_flops, torch_threads
 from ..engine import (
     Callback,
     Checkpointing,
@@ -145,6 +147,8 @@ class CTCDistiller:
         distributed: as :class:`crosskd.Distiller`'s: DistributedDataParallel under ``torchrun``.
         warm_start: False: ``fit`` trains a copy of ``student`` (the object passed in is left
             unchanged); True: it trains ``student`` itself.
+        threads: torch threads on CPU, or ``"auto"`` (as :class:`crosskd.Distiller`'s); the
+            chosen value is ``threads_``.
 
     Attributes (after fit):
         student_: the trained student (on ``device_``), alphabet_, history_ (one dict per epoch),
@@ -183,6 +187,7 @@ class CTCDistiller:
         checkpoint_every: int = 1,
         distributed: bool | str = "auto",
         warm_start: bool = False,
+        threads: int | str = "auto",
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -212,6 +217,7 @@ class CTCDistiller:
         self.checkpoint_every = checkpoint_every
         self.distributed = distributed
         self.warm_start = warm_start
+        self.threads = threads
 
     # ------------------------------------------------------------------------------- checks
 
@@ -269,6 +275,8 @@ class CTCDistiller:
                 "created when missing)."
             )
         resolve_precision(self.precision, torch.device("cpu"))  # checks the string
+        if self.threads != "auto":
+            choose_threads(self.threads)  # checks the value
 
     @staticmethod
     def _images(images: Any, name: str) -> torch.Tensor:
@@ -341,11 +349,12 @@ class CTCDistiller:
             lengths = torch.cat([lengths, torch.zeros(len(xt), dtype=torch.long)])
         labelled = torch.zeros(len(x), dtype=torch.bool)
         labelled[: len(y)] = True
+        validation = None
         if eval_set is not None:
             if not (isinstance(eval_set, tuple | list) and len(eval_set) == 2):
                 raise ConfigError("eval_set must be a pair (images, labels).")
             xv = self._images(eval_set[0], "eval_set images")
-            yv = self._labels(eval_set[1], len(xv), "eval_set labels")
+            validation = (xv, self._labels(eval_set[1], len(xv), "eval_set labels"))
         resume_state, resume_path = read_resume(resume, self.checkpoint_dir, "CTCDistiller")
 
         device, self.dist_ = setup_device(self.device, self.distributed)
@@ -363,6 +372,41 @@ class CTCDistiller:
         teacher = None if self.teacher is None or a == 0 else self.teacher.to(device).eval()
         self.frames_ = self._check_student(student, x, y, device)
         self.n_train_ = len(y)
+        self.threads_ = torch.get_num_threads()
+        if device.type == "cpu":
+            flops = None
+            if self.threads == "auto":
+                flops = step_flops(student, (x[:2].float().to(device),), self.batch_size_)
+                if teacher is not None:
+                    flops += step_flops(teacher, (x[:2].float().to(device),), self.batch_size_) / 3
+            self.threads_ = choose_threads(self.threads, step_flops=flops, processes=world)
+        with torch_threads(self.threads_) if device.type == "cpu" else nullcontext():
+            return self._fit_engine(
+                student, teacher, x, y, targets, lengths, labelled, validation, device, generator,
+                resume_state, resume_path, started,
+            )  # fmt: skip
+
+    def _fit_engine(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        x: torch.Tensor,
+        y: list[str],
+        targets: torch.Tensor,
+        lengths: torch.Tensor,
+        labelled: torch.Tensor,
+        validation: tuple[torch.Tensor, list[str]] | None,
+        device: torch.device,
+        generator: torch.Generator,
+        resume_state: Any,
+        resume_path: Path | None,
+        started: float,
+    ) -> CTCDistiller:
+        """The rest of ``fit``: the task, cached teacher targets, callbacks and the engine."""
+        a = float(self.alpha)
+        eval_set = validation
+        if validation is not None:
+            xv, yv = validation
         online = teacher is not None and (
             self.teacher_mode == "online"
             or (self.teacher_mode == "auto" and self.augment is not None)
