@@ -31,6 +31,7 @@ from .engine import (
     Engine,
     MemoryBatches,
     ProgressBar,
+    ReduceOnPlateau,
     StreamBatches,
 )
 from .engine.runtime import read_resume, resolve_precision, run_identity, setup_device
@@ -55,6 +56,12 @@ TEACHER_MODES = ("auto", "cached", "online")
 #: ``batch_size="auto"``: rows per step on CPU (the measured default, unchanged), and the bounds of
 #: the CUDA choice (a power of two giving at least ``_AUTO_MIN_STEPS`` steps per epoch).
 CPU_BATCH_SIZE = 512
+CPU_MIN_BATCH_SIZE = 16
+_AUTO_MIN_CPU_STEPS = 32
+#: ``epochs="auto"``: the budget in optimiser steps, and its bounds in epochs.
+AUTO_MIN_STEPS = 10000
+AUTO_MIN_EPOCHS = 20
+AUTO_MAX_EPOCHS = 300
 CUDA_MAX_BATCH_SIZE = 16384
 _AUTO_MIN_STEPS = 64
 
@@ -70,10 +77,14 @@ class Distiller:
             data; any other module gets ``float32`` tensors of the rows as its one input.
         temperature: T > 0 of the soft term (applied to teacher and student logits alike).
         alpha: weight of the distillation term in [0, 1]; ``1 - alpha`` weighs the label term.
-        epochs: maximum number of passes over the training rows.
+        epochs: maximum number of passes over the training rows, or ``"auto"``: enough for 3,000
+            optimiser steps, between 20 and 300 epochs (:func:`auto_epochs`; the cosine schedule
+            spans that budget, and early stopping usually ends the run before). The chosen value
+            is ``epochs_``.
         batch_size: rows per optimisation step (per process under ``torchrun``), or ``"auto"``:
-            512 on CPU; on CUDA a power of two between 512 and 16384 that leaves at least 64 steps
-            per epoch (small batches leave a GPU idle), with ``lr`` then scaled by
+            on CPU the largest power of two in [16, 512] giving at least 32 steps per epoch; on
+            CUDA a power of two between 512 and 16384 that leaves at least 64 steps per epoch
+            (small batches leave a GPU idle), with ``lr`` then scaled by
             ``sqrt(batch_size / 512)``. The chosen values are ``batch_size_`` and ``lr_``.
         lr: AdamW learning rate (cosine-decayed to 0 over the run, after a short warm-up); with
             ``batch_size="auto"`` this is the rate at 512 rows per step.
@@ -92,7 +103,8 @@ class Distiller:
             ``"auto"``: ``"bf16-mixed"`` on a CUDA device that supports bfloat16, else ``"32"``.
             The chosen value is ``precision_``.
         early_stopping: stop after this many epochs without improvement of ``val_metric`` on the
-            validation rows, and restore the best weights; None trains all epochs.
+            validation rows, and restore the best weights; None trains all epochs; ``"auto"``:
+            a tenth of the epoch budget, at least 5 (``early_stopping_``).
         val_metric: ``"auto"`` (average precision for two classes, accuracy otherwise), ``"loss"``
             (validation distillation loss), or any key of :func:`crosskd.metrics.classification_metrics`.
         validation_fraction: when ``fit`` gets no ``eval_set``, hold out this share of the labelled
@@ -117,6 +129,10 @@ class Distiller:
             the idle cores, and one when a training step is small (see :mod:`crosskd._threads`;
             measured up to 5x faster than torch's default on a busy 2-core machine). The chosen
             value is ``threads_``.
+        schedule: the learning rate after warm-up: ``"cosine"`` (decays to 0 over ``epochs``),
+            ``"plateau"`` (constant, cut by 0.3 when the validation metric stalls for
+            ``early_stopping`` epochs, stopping after 3 cuts), or ``"auto"``: plateau when
+            ``epochs="auto"`` and there is validation data, else cosine (``schedule_``).
 
     Under ``torchrun``, ``batch_size`` is per process: N processes with batch B train like one
     process with batch N * B.
@@ -129,7 +145,7 @@ class Distiller:
         *,
         temperature: float = 2.0,
         alpha: float = 0.5,
-        epochs: int = 30,
+        epochs: int | str = "auto",
         batch_size: int | str = "auto",
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
@@ -139,7 +155,7 @@ class Distiller:
         augment: Callable[[Inputs], Inputs] | None = None,
         device: str | torch.device = "auto",
         precision: str = "auto",
-        early_stopping: int | None = 5,
+        early_stopping: int | str | None = "auto",
         val_metric: str = "auto",
         validation_fraction: float | None = None,
         chunk_size: int = 65536,
@@ -150,6 +166,7 @@ class Distiller:
         distributed: bool | str = "auto",
         warm_start: bool = False,
         threads: int | str = "auto",
+        schedule: str = "auto",
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -176,6 +193,7 @@ class Distiller:
         self.distributed = distributed
         self.warm_start = warm_start
         self.threads = threads
+        self.schedule = schedule
 
     # ------------------------------------------------------------------ checks
 
@@ -207,12 +225,12 @@ class Distiller:
             )
         for name in ("epochs", "batch_size", "chunk_size"):
             value = getattr(self, name)
-            if name == "batch_size" and value == "auto":
+            if name != "chunk_size" and value == "auto":
                 continue
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ConfigError(
                     f"{name} must be a positive integer"
-                    + (" or 'auto'" if name == "batch_size" else "")
+                    + (" or 'auto'" if name != "chunk_size" else "")
                     + f", got {value!r}."
                 )
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -235,11 +253,14 @@ class Distiller:
                 f"checkpoint_dir {str(self.checkpoint_dir)!r} is a file; pass a folder (it is "
                 "created when missing)."
             )
-        if self.early_stopping is not None and (
-            not isinstance(self.early_stopping, (int, np.integer)) or self.early_stopping < 1
+        if self.early_stopping not in (None, "auto") and (
+            not isinstance(self.early_stopping, (int, np.integer))
+            or isinstance(self.early_stopping, bool)
+            or self.early_stopping < 1
         ):
             raise ConfigError(
-                f"early_stopping must be None or a positive number of epochs, got {self.early_stopping!r}."
+                "early_stopping must be None, 'auto' or a positive number of epochs, got "
+                f"{self.early_stopping!r}."
             )
         if self.teacher_mode not in TEACHER_MODES:
             raise ConfigError(
@@ -722,6 +743,7 @@ class Distiller:
         "val_metric",
         "validation_fraction",
         "seed",
+        "schedule",
     )
 
     def _read_resume(self, resume: bool | str | Path | None) -> Any:
@@ -892,17 +914,32 @@ class Distiller:
     ) -> Distiller:
         """The end of ``fit`` for either batch source: the engine trains; returns self."""
         monitor = f"val_{task.monitor}"
+        self.epochs_ = (
+            auto_epochs(source.steps_per_epoch) if self.epochs == "auto" else int(self.epochs)
+        )
+        self.early_stopping_ = (
+            auto_patience(self.epochs_) if self.early_stopping == "auto" else self.early_stopping
+        )
+        self.schedule_ = self.schedule
+        if self.schedule == "auto":
+            plateau = self.epochs == "auto" and val is not None
+            self.schedule_ = "plateau" if plateau else "cosine"
         stopper = EarlyStopping(
-            monitor, task.higher_is_better, self.early_stopping if val is not None else None
+            monitor,
+            task.higher_is_better,
+            None if val is None or self.schedule_ == "plateau" else self.early_stopping_,
         )
         callbacks: list[Callback] = [stopper]
+        if self.schedule_ == "plateau" and val is not None:
+            patience = self.early_stopping_ or auto_patience(self.epochs_)
+            callbacks.append(ReduceOnPlateau(monitor, task.higher_is_better, patience))
         if checkpoint is not None:
             callbacks.append(Checkpointing(*checkpoint, every=int(self.checkpoint_every)))
             self.checkpoint_path_ = checkpoint[0]
         if self.progress and self._is_main():
             desc = self.progress if isinstance(self.progress, str) else "distil"
             callbacks.append(ProgressBar(desc, monitor if val is not None else None))
-        epochs = int(self.epochs)
+        epochs = self.epochs_
         engine = Engine(
             epochs=epochs,
             lr=self.lr_,
@@ -910,6 +947,7 @@ class Distiller:
             # 5 % of the run, at most 100 steps, then cosine decay
             warmup=lambda steps: min(100, max(1, steps * epochs // 20)),
             precision=self.precision_,
+            schedule=self.schedule_,
             device=device,
             ctx=self.dist_,
             seed=self.seed,
@@ -1129,13 +1167,29 @@ def _take_rows(X: Any, idx: np.ndarray) -> Any:
 def auto_batch_size(device: torch.device | str, n_rows: int) -> int:
     """The ``batch_size="auto"`` choice: rows per step for ``n_rows`` training rows per process.
 
-    CPU: 512 (small batches train best per epoch there, and larger ones barely run faster). CUDA:
-    the largest power of two in [512, 16384] that still gives at least 64 steps per epoch: a GPU
-    runs a 512-row step of a small MLP in about the time of a 16k-row one, so throughput grows with
-    the batch until the kernels fill the device.
+    CPU: the largest power of two in [16, 512] that gives at least 32 steps per epoch (512 on
+    tables of 16k rows or more: larger batches barely run faster there; a table of a few hundred
+    rows gets batches of 16, not one step per epoch). CUDA: the largest power of two in
+    [512, 16384] that still gives at least 64 steps per epoch: a GPU runs a 512-row step of a small
+    MLP in about the time of a 16k-row one, so throughput grows with the batch until the kernels
+    fill the device.
     """
     device = torch.device(device) if isinstance(device, str) else device
     if device.type != "cuda":
-        return CPU_BATCH_SIZE
+        fit = max(1, n_rows // _AUTO_MIN_CPU_STEPS)
+        return int(min(CPU_BATCH_SIZE, max(CPU_MIN_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
     fit = max(1, n_rows // _AUTO_MIN_STEPS)
     return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """The ``epochs="auto"`` budget: enough epochs for :data:`AUTO_MIN_STEPS` optimiser steps, at
+    least :data:`AUTO_MIN_EPOCHS` and at most :data:`AUTO_MAX_EPOCHS` (early stopping on the
+    validation rows usually ends the run before)."""
+    wanted = math.ceil(AUTO_MIN_STEPS / max(1, steps_per_epoch))
+    return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, wanted)))
+
+
+def auto_patience(epochs: int) -> int:
+    """``early_stopping="auto"``: a tenth of the epoch budget, at least 5 epochs."""
+    return max(5, epochs // 10)

@@ -34,14 +34,27 @@ def _fit(X, y, W, **kwargs):
 def test_cpu_defaults_resolve_to_the_measured_ones():
     X, y, W = _data()
     d = _fit(X, y, W, batch_size="auto", precision="auto")
-    assert (d.batch_size_, d.lr_, d.precision_) == (512, 3e-3, "32")
+    # 600 rows: batches of 16 give 37 steps per epoch (>= 32)
+    assert (d.batch_size_, d.lr_, d.precision_) == (16, 3e-3, "32")
 
 
 def test_auto_batch_size_per_device():
     assert auto_batch_size("cpu", 10_000_000) == 512
+    assert auto_batch_size("cpu", 16_384) == 512
+    assert auto_batch_size("cpu", 4_000) == 64  # 62 steps per epoch
+    assert auto_batch_size("cpu", 142) == 16  # a small table: 9 steps, not 1
     assert auto_batch_size("cuda", 1_000) == 512  # small tables keep small batches
     assert auto_batch_size("cuda", 400_000) == 4096  # >= 64 steps per epoch
     assert auto_batch_size("cuda", 2_000_000) == 16384  # capped
+
+
+def test_auto_epochs_and_patience_follow_the_steps():
+    from crosskd.trainer import auto_epochs, auto_patience
+
+    assert auto_epochs(9) == 300  # capped
+    assert auto_epochs(50) == 60  # 3,000 steps
+    assert auto_epochs(10_000) == 20  # at least 20 epochs
+    assert auto_patience(300) == 30 and auto_patience(20) == 5
 
 
 def test_permuting_once_equals_gathering_per_step(monkeypatch):

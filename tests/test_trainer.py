@@ -150,7 +150,7 @@ def test_class_count_mismatch_message():
         ({"class_weight": [1.0]}, "class_weight has 1 weights for 3 classes"),
         ({"class_weight": "heavy"}, "class_weight must be None, 'balanced'"),
         ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
-        ({"early_stopping": 0}, "early_stopping must be None or a positive number"),
+        ({"early_stopping": 0}, "early_stopping must be None, .auto. or a positive number"),
     ],
 )
 def test_bad_settings(kwargs, message):
@@ -256,4 +256,6 @@ def test_divergence_is_reported():
     X, y, W = make_data(n=200)
     X = X * 3e37  # float32 overflow in the first layer: the loss becomes inf / nan
     with pytest.raises(TrainingError, match="Training diverged"):
-        Distiller(LinearTeacher(W * 1e-37), mlp(), epochs=2, progress=False, device="cpu").fit(X, y)
+        Distiller(
+            LinearTeacher(W * 1e-37), mlp(), epochs=2, batch_size=512, progress=False, device="cpu"
+        ).fit(X, y)

@@ -6,7 +6,14 @@ Tasks (:mod:`crosskd.tasks`) plug into it; :class:`crosskd.Distiller` and
 """
 
 from .batches import MemoryBatches, StreamBatches, batch_bounds
-from .callbacks import Callback, Checkpointing, EarlyStopping, PlateauRestart, ProgressBar
+from .callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    PlateauRestart,
+    ProgressBar,
+    ReduceOnPlateau,
+)
 from .loop import Engine, EngineState, make_optimizer, reinitialise
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "PlateauRestart",
+    "ReduceOnPlateau",
     "Checkpointing",
     "ProgressBar",
     "make_optimizer",

@@ -24,7 +24,14 @@ import torch
 if TYPE_CHECKING:
     from .loop import EngineState
 
-__all__ = ["Callback", "EarlyStopping", "PlateauRestart", "Checkpointing", "ProgressBar"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "ReduceOnPlateau",
+    "PlateauRestart",
+    "Checkpointing",
+    "ProgressBar",
+]
 
 
 class Callback:
@@ -114,6 +121,71 @@ class EarlyStopping(Callback):
         self.best_value = state.get("best_value")
         self.best_epoch = int(state.get("best_epoch", 0))
         self.bad_epochs = int(state.get("bad_epochs", 0))
+
+
+class ReduceOnPlateau(Callback):
+    """Lower the learning rate when the validation metric stalls, and stop after the last cut.
+
+    For an engine with ``schedule="plateau"``: after ``patience`` epochs without a strict
+    improvement of ``monitor``, the rate is multiplied by ``factor``; after ``reductions`` cuts
+    and ``patience`` more epochs without improvement, training stops. The budget then follows the
+    data: a small table trains for many short epochs, a large one stops when it has converged.
+
+    Args:
+        monitor: the history key followed.
+        higher_is_better: its direction.
+        patience: epochs without improvement before each cut.
+        factor: the multiplier of each cut.
+        reductions: cuts before stopping.
+    """
+
+    def __init__(
+        self,
+        monitor: str,
+        higher_is_better: bool,
+        patience: int,
+        factor: float = 0.3,
+        reductions: int = 3,
+    ) -> None:
+        self.monitor, self.higher_is_better = monitor, higher_is_better
+        self.patience, self.factor, self.reductions = patience, factor, reductions
+        self.best: float | None = None
+        self.bad = 0
+        self.cuts = 0
+        self.scale = 1.0
+
+    def on_attempt_start(self, state: EngineState) -> None:
+        self.best, self.bad, self.cuts, self.scale = None, 0, 0, 1.0
+        state.lr_scale = 1.0
+
+    def on_epoch_end(self, state: EngineState, record: dict[str, float]) -> None:
+        value = record.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        better = self.best is None or (
+            value > self.best if self.higher_is_better else value < self.best
+        )
+        if better:
+            self.best, self.bad = value, 0
+            return
+        self.bad += 1
+        if self.bad < self.patience:
+            return
+        if self.cuts >= self.reductions:
+            state.stop = True
+            return
+        self.cuts += 1
+        self.bad = 0
+        self.scale *= self.factor
+        state.lr_scale = self.scale
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad": self.bad, "cuts": self.cuts, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.bad, self.cuts = int(state.get("bad", 0)), int(state.get("cuts", 0))
+        self.scale = float(state.get("scale", 1.0))
 
 
 class PlateauRestart(Callback):

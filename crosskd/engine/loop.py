@@ -76,6 +76,7 @@ class EngineState:
     stop: bool = False
     restart: bool = False
     restarted: bool = False
+    lr_scale: float = 1.0
 
     def save_checkpoint(self, path: Path, run: dict[str, Any]) -> None:
         """Write this state (and every callback's) to ``path`` atomically."""
@@ -100,6 +101,7 @@ class EngineState:
                 run=run,
                 extra={
                     "attempt": self.attempt,
+                    "lr_scale": self.lr_scale,
                     "callbacks": [cb.state_dict() for cb in self.engine.callbacks],
                     "augment": _augment_state(self.engine.augment),
                 },
@@ -122,6 +124,10 @@ class Engine:
         warmup: ``steps_per_epoch -> warm-up steps`` (linear warm-up from ``warmup_start * lr``,
             then cosine decay to 0 over the rest of the attempt).
         warmup_start: the learning-rate factor at the first step (None: ``1 / warm-up steps``).
+        schedule: after the warm-up, ``"cosine"`` decays to 0 at the end of ``epochs``;
+            ``"plateau"`` keeps the rate times ``state.lr_scale``, which a
+            :class:`~crosskd.engine.callbacks.ReduceOnPlateau` callback lowers when the validation
+            metric stalls (the budget then follows the data).
         grad_clip: maximum gradient norm, or None.
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"`` (a gradient scaler on CUDA).
         device: the training device.
@@ -141,6 +147,7 @@ class Engine:
         warmup_start: float | None = None,
         grad_clip: float | None = None,
         precision: str = "32",
+        schedule: str = "cosine",
         device: torch.device,
         ctx: DistContext | None = None,
         seed: int = 0,
@@ -150,6 +157,9 @@ class Engine:
         self.epochs, self.lr, self.weight_decay = int(epochs), float(lr), float(weight_decay)
         self.warmup, self.warmup_start, self.grad_clip = warmup, warmup_start, grad_clip
         self.precision, self.device, self.ctx, self.seed = precision, device, ctx, seed
+        if schedule not in ("cosine", "plateau"):
+            raise ConfigError(f"schedule must be 'cosine' or 'plateau', got {schedule!r}.")
+        self.schedule = schedule
         self.augment = augment
         self.callbacks = list(callbacks)
         self.early_stopping = next(
@@ -165,7 +175,9 @@ class Engine:
 
         def factor(step: int) -> float:
             if step < warmup:
-                return start + (1.0 - start) * step / warmup
+                return (start + (1.0 - start) * step / warmup) * state.lr_scale
+            if self.schedule == "plateau":
+                return state.lr_scale
             progress = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -187,6 +199,7 @@ class Engine:
         state.epoch, state.stop = saved.epoch, saved.stopped
         extra = saved.extra or {}
         state.attempt = int(extra.get("attempt", 0))
+        state.lr_scale = float(extra.get("lr_scale", 1.0))
         for cb in self.callbacks:
             cb.on_attempt_start(state)
         for cb, cb_state in zip(self.callbacks, extra.get("callbacks") or [], strict=False):
