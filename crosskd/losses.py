@@ -11,6 +11,12 @@ whatever T is; for large T and zero-mean logits it tends to ``(z_i - v_i) / N`` 
 Temperature is applied in exactly one place, :func:`soften`. Every loss is computed in float32 from
 ``log_softmax``, whatever the input dtype, so half-precision logits and logits of magnitude 1e4 give
 finite, accurate losses.
+
+Beyond Hinton (``docs/methods.md``): :func:`dkd_loss` (decoupled KD), :func:`dist_loss` (DIST),
+:func:`standardize_logits` (logit standardisation), :func:`ranking_kd_loss` (pairwise order of rows,
+for binary data), chosen by name with :func:`logit_kd_loss` (:data:`KD_METHODS`, validated by
+:func:`check_kd_method`); for CTC readers :func:`ctc_bag_kd_loss` and the switch
+:func:`ctc_kd_loss` (:data:`CTC_KD_METHODS`); :func:`mutual_kd_loss` for deep mutual learning.
 """
 
 from __future__ import annotations
@@ -665,9 +671,12 @@ def _nonnegative(name: str, value: float) -> float:
 
 
 def _positive(name: str, value: float) -> float:
-    v = _nonnegative(name, value)
-    if v <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}.")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number > 0, got {value!r}.") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"{name} must be finite and > 0, got {value!r}.")
     return v
 
 
@@ -811,7 +820,8 @@ def dkd_loss(
 
     Hinton's KL is exactly ``TCKD + (1 - q_t) * NCKD`` per row, so ``target_weight=1`` with
     ``nontarget_weight = 1 - q_t`` gives :func:`kd_loss`; DKD frees the non-target weight from the
-    teacher's confidence (the paper uses 8 on CIFAR-100 and 0.5 to 2 for ImageNet pairs, T = 4 and 1).
+    teacher's confidence (the authors use 8 on CIFAR-100 with T = 4, 0.5 or 2 on ImageNet with
+    T = 1, and ramp the term up over the first epochs: a schedule for the training loop).
 
     Rows labelled :data:`IGNORE_LABEL` (unlabelled transfer rows) use the teacher's arg-max class as
     their target. With 2 classes the non-target distribution has a single class, NCKD is 0 and DKD
