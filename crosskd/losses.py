@@ -957,9 +957,10 @@ def ranking_kd_loss(
     """Pairwise ranking distillation for binary (e.g. fraud) data: order rows as the teacher does.
 
     Average precision, the usual metric on imbalanced binary data, depends only on how rows are
-    ordered by score, and the logit KD methods say little about that order on two classes: DKD's
-    non-target term vanishes, standardised two-class logits are +-1, DIST's inter-class term is
-    constant. This loss compares rows *within the batch*. With margins ``m = z[:, 1] - z[:, 0]``
+    ordered by score, and per-row KD says little about that order on two classes: DKD's non-target
+    term vanishes (DKD is Hinton), standardised two-class logits are +-1 (no gradient), DIST's
+    inter-class term is constant (only its intra-class term, a batch correlation, remains). This
+    loss compares rows *within the batch*. With margins ``m = z[:, 1] - z[:, 0]``
     (student) and ``u = v[:, 1] - v[:, 0]`` (teacher), for a pair of rows ``(i, j)``::
 
         pair_kl(i, j) = KL(Bern(sigmoid((u_i - u_j) / T)) || Bern(sigmoid((m_i - m_j) / T)))
@@ -1092,7 +1093,7 @@ def _check_method_params(
     return out
 
 
-def _degenerate_two_class_warning(method: str, standardize: bool) -> str | None:
+def _degenerate_two_class_warning(method: str, standardize: bool, params: dict) -> str | None:
     reasons = []
     if standardize:
         reasons.append(
@@ -1103,17 +1104,18 @@ def _degenerate_two_class_warning(method: str, standardize: bool) -> str | None:
         reasons.append(
             "DKD's non-target term is 0 on two classes and DKD reduces to target_weight * hinton"
         )
-    if method == "dist":
+    if method == "dist" and float(params.get("intra_weight", 1.0)) == 0.0:
         reasons.append(
-            "DIST's inter-class correlation is +-1 on two classes (no gradient); only its "
-            "intra-class term (a batch correlation of the positive-class probabilities) trains"
+            "DIST's inter-class correlation is +-1 on two classes (no gradient) and "
+            "intra_weight=0 turns off the intra-class term, the only one that trains"
         )
     if not reasons:
         return None
     return (
         f"KD method {method!r}{' with standardize=True' if standardize else ''} is degenerate on "
-        f"2 classes: {'; '.join(reasons)}. For binary data prefer method='ranking' (pairwise, for "
-        "average precision) or 'hinton'."
+        f"2 classes: {'; '.join(reasons)}. For binary data use method='ranking' (pairwise order "
+        "of rows), 'dist' (its intra-class term correlates the positive-class probabilities over "
+        "the batch) or 'hinton'."
     )
 
 
@@ -1129,7 +1131,8 @@ def check_kd_method(
         method: one of :data:`KD_METHODS`.
         params: the method's settings (e.g. ``{"nontarget_weight": 8}`` for ``"dkd"``).
         num_classes: when known, checked against the method (``"ranking"`` needs 2); on 2 classes
-            ``"dkd"``, ``"dist"`` and ``standardize=True`` are degenerate and give a
+            ``"dkd"`` (which reduces to Hinton), ``standardize=True`` (no gradient) and
+            ``"dist"`` with ``intra_weight=0`` (no gradient) are degenerate and give a
             ``UserWarning`` that says why.
         standardize: whether the logits will be standardised (:func:`standardize_logits`).
 
@@ -1150,7 +1153,7 @@ def check_kd_method(
                 "or 'dist'."
             )
         if num_classes == 2:
-            message = _degenerate_two_class_warning(method, standardize)
+            message = _degenerate_two_class_warning(method, standardize, out)
             if message:
                 warnings.warn(message, UserWarning, stacklevel=2)
     return out
@@ -1198,7 +1201,7 @@ def logit_kd_loss(
     params = _check_method_params(method, params, _KD_PARAMS, "KD")
     num_classes = student_logits.shape[-1]
     if num_classes == 2 and (standardize or method in ("dkd", "dist")):
-        message = _degenerate_two_class_warning(method, standardize)
+        message = _degenerate_two_class_warning(method, standardize, params)
         if message:
             warnings.warn(message, UserWarning, stacklevel=2)
     if standardize:

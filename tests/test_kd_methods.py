@@ -610,31 +610,26 @@ def test_dkd_without_labels_is_a_config_error():
     ("method", "standardize", "pattern"),
     [
         ("dkd", False, "non-target term is 0 on two classes"),
-        ("dist", False, "inter-class correlation is \\+-1"),
+        ("dist", False, "intra_weight=0 turns off the intra-class term"),
         ("hinton", True, "standardised two-class logits are always"),
         ("ranking", True, "no gradient"),
     ],
 )
 def test_degenerate_two_class_methods_warn(method, standardize, pattern):
+    params = {"intra_weight": 0.0} if method == "dist" else {}
     with pytest.warns(UserWarning, match=pattern):
-        check_kd_method(method, num_classes=2, standardize=standardize)
+        check_kd_method(method, params, num_classes=2, standardize=standardize)
     z = rand_logits(4, 2)
+    labels = torch.zeros(4, dtype=torch.long)
     with pytest.warns(UserWarning, match="degenerate on 2 classes"):
-        logit_kd_loss(
-            z,
-            z,
-            1.0,
-            method=method,
-            labels=torch.zeros(4, dtype=torch.long),
-            standardize=standardize,
-        )
+        logit_kd_loss(z, z, 1.0, method=method, labels=labels, standardize=standardize, **params)
 
 
 def test_sound_two_class_methods_do_not_warn():
     z = rand_logits(4, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for method in ["hinton", "ranking"]:
+        for method in ["hinton", "ranking", "dist"]:
             check_kd_method(method, num_classes=2)
             logit_kd_loss(z, z, 1.0, method=method)
         check_kd_method("dkd", num_classes=5, standardize=True)
