@@ -384,6 +384,14 @@ def test_ranking_matches_float64_reference(t, weighting, top_k):
     close(got, ref_ranking(z, v, t, weighting, top_k, pointwise_weight=0.5), rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [30.0, 3000.0])
+def test_ranking_matches_float64_reference_for_large_margins(scale):
+    z, v = rand_logits(9, 2, scale=scale, seed=50), rand_logits(9, 2, scale=scale, seed=51)
+    for t in [0.5, 20.0]:
+        got = ranking_kd_loss(z, v, t, pointwise_weight=0.0)
+        close(got, ref_ranking(z, v, t), rtol=1e-5)
+
+
 def test_ranking_lower_when_the_student_orders_rows_as_the_teacher():
     v = rand_logits(12, 2, seed=24)
     u = v[:, 1] - v[:, 0]
