@@ -135,7 +135,7 @@ def ref_ranking(z, v, t, weighting="probability", top_k=None, pointwise_weight=0
     zs, vs = np64(z), np64(v)
     m, u = zs[:, 1] - zs[:, 0], vs[:, 1] - vs[:, 0]
     n = len(m)
-    sig = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    sig = lambda x: 0.5 * (1.0 + math.tanh(0.5 * x))  # noqa: E731  (no overflow)
 
     def log_bern(x):  # log [1 - sigmoid(x), sigmoid(x)]
         return np.array([-np.logaddexp(0.0, x), -np.logaddexp(0.0, -x)])
