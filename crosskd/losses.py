@@ -11,11 +11,18 @@ whatever T is; for large T and zero-mean logits it tends to ``(z_i - v_i) / N`` 
 Temperature is applied in exactly one place, :func:`soften`. Every loss is computed in float32 from
 ``log_softmax``, whatever the input dtype, so half-precision logits and logits of magnitude 1e4 give
 finite, accurate losses.
+
+Beyond Hinton (``docs/methods.md``): :func:`dkd_loss` (decoupled KD), :func:`dist_loss` (DIST),
+:func:`standardize_logits` (logit standardisation), :func:`ranking_kd_loss` (pairwise order of rows,
+for binary data), chosen by name with :func:`logit_kd_loss` (:data:`KD_METHODS`, validated by
+:func:`check_kd_method`); for CTC readers :func:`ctc_bag_kd_loss` and the switch
+:func:`ctc_kd_loss` (:data:`CTC_KD_METHODS`); :func:`mutual_kd_loss` for deep mutual learning.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +43,18 @@ __all__ = [
     "greedy_decode",
     "decoded_targets",
     "IGNORE_LABEL",
+    "KD_METHODS",
+    "CTC_KD_METHODS",
+    "standardize_logits",
+    "dkd_loss",
+    "dist_loss",
+    "ranking_kd_loss",
+    "check_kd_method",
+    "logit_kd_loss",
+    "ctc_bag_kd_loss",
+    "mutual_kd_loss",
+    "check_ctc_kd_method",
+    "ctc_kd_loss",
 ]
 
 #: Target value of a row without a label (a transfer-set row): it gets the soft term only.
@@ -611,3 +630,757 @@ def decoded_targets(
             targets[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
     lengths = torch.as_tensor([len(s) for s in sequences], dtype=torch.long)
     return targets.to(device), lengths.to(device)
+
+
+# --------------------------------------------------------------------------- beyond Hinton (logits)
+#
+# Each method is a pure function below; ``logit_kd_loss`` chooses one by name. Temperature is still
+# applied only by ``soften`` and every value is float32 from ``log_softmax``.
+
+#: Names accepted by :func:`logit_kd_loss` (``method=``) and :func:`check_kd_method`.
+KD_METHODS = ("hinton", "dkd", "dist", "ranking")
+
+#: Names accepted by :func:`ctc_kd_loss` (``method=``) and :func:`check_ctc_kd_method`.
+CTC_KD_METHODS = ("frame", "blank_aware", "bag")
+
+# The settings of each method that a config may hold (names only; the values are checked by
+# ``_check_method_params``). Per-batch inputs (labels, masks, generators) are explicit arguments of
+# the switches, never "params".
+_KD_PARAMS: dict[str, tuple[str, ...]] = {
+    "hinton": (),
+    "dkd": ("target_weight", "nontarget_weight"),
+    "dist": ("inter_weight", "intra_weight", "eps"),
+    "ranking": ("max_pairs", "weighting", "top_k", "pointwise_weight"),
+}
+_CTC_KD_PARAMS: dict[str, tuple[str, ...]] = {
+    "frame": ("resample",),
+    "blank_aware": ("blank", "blank_threshold", "blank_weight", "resample"),
+    "bag": ("blank",),
+}
+_RANKING_WEIGHTINGS = ("probability", "uniform")
+
+
+def _nonnegative(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}.") from None
+    if not math.isfinite(v) or v < 0:
+        raise ConfigError(f"{name} must be finite and >= 0, got {value!r}.")
+    return v
+
+
+def _positive(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number > 0, got {value!r}.") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"{name} must be finite and > 0, got {value!r}.")
+    return v
+
+
+def _positive_int(name: str, value: int | None, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+    if int(value) < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value!r}.")
+    return int(value)
+
+
+def _check_classification_pair(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, method: str
+) -> None:
+    """Both ``(batch, num_classes)`` with the same shape and at least two classes."""
+    _check_pair(student_logits, teacher_logits)
+    if student_logits.ndim != 2:
+        raise DataError(
+            f"{method} compares rows of class logits: it needs (batch, num_classes) tensors, got "
+            f"{tuple(student_logits.shape)}. For (batch, frames, num_classes) sequence logits use "
+            "method='hinton' or the CTC losses (ctc_kd_loss)."
+        )
+    if student_logits.shape[-1] < 2:
+        raise DataError(
+            f"{method} needs at least 2 classes, got logits of shape {tuple(student_logits.shape)}."
+        )
+
+
+def _kl_from_log_probs(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``sum(q * (log q - log p))`` over the last axis; finite log-probabilities only."""
+    return (log_q.exp() * (log_q - log_p)).sum(dim=-1)
+
+
+def standardize_logits(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Z-score each row of logits (Sun et al. 2024, "Logit Standardization in KD"), in float32.
+
+    ``(z - mean(z)) / (std(z) + eps)`` over the last axis, with the population standard deviation
+    ``sqrt(mean((z - mean(z))^2))``. Knowledge distillation on standardised logits (temperature
+    applied afterwards, by :func:`soften`) asks the student to match the teacher's logits only up to
+    a per-row shift and positive scale, so a small student is not forced to reproduce the teacher's
+    logit range. A constant row maps to zeros (its gradient stays finite).
+
+    With 2 classes the result is ``[-1, 1]`` or ``[1, -1]`` (the sign of the margin) whatever the
+    margin's size, and its gradient is zero: distillation on standardised two-class logits gives the
+    student no signal (see :func:`check_kd_method`, which warns).
+
+    Args:
+        logits: ``(..., num_classes)`` tensor of any floating dtype.
+        eps: added to the standard deviation, > 0.
+
+    Returns:
+        ``(..., num_classes)`` float32 tensor with per-row mean 0 and standard deviation ~1.
+    """
+    e = _positive("eps", eps)
+    z = logits.float()
+    centred = z - z.mean(dim=-1, keepdim=True)
+    var = centred.square().mean(dim=-1, keepdim=True)
+    # clamp_min keeps the gradient of sqrt finite (zero) for a constant row.
+    std = var.clamp_min(torch.finfo(torch.float32).tiny).sqrt()
+    return centred / (std + e)
+
+
+def _dkd_targets(
+    teacher_logits: torch.Tensor, labels: torch.Tensor, check_labels: bool
+) -> torch.Tensor:
+    num_classes = teacher_logits.shape[-1]
+    target = torch.as_tensor(labels, device=teacher_logits.device)
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise DataError(
+            f"labels must be integer class indices, got dtype {target.dtype}. Encode them as "
+            f"0..{num_classes - 1} (or {IGNORE_LABEL} for rows without a label)."
+        )
+    target = target.long().reshape(-1) if target.ndim <= 1 else target.long()
+    if target.shape != teacher_logits.shape[:1]:
+        raise DataError(
+            f"labels of shape {tuple(torch.as_tensor(labels).shape)} do not match "
+            f"{teacher_logits.shape[0]} rows of logits; pass one label per row."
+        )
+    if check_labels:
+        bad = (target != IGNORE_LABEL) & ((target < 0) | (target >= num_classes))
+        if bool(bad.any()):
+            raise DataError(
+                f"Label index {int(target[bad][0])} is outside [0, {num_classes}) for logits with "
+                f"{num_classes} classes. Encode labels as 0..{num_classes - 1} (or {IGNORE_LABEL} "
+                "for unlabelled rows, which then use the teacher's arg-max)."
+            )
+    return torch.where(target == IGNORE_LABEL, teacher_logits.detach().argmax(dim=-1), target)
+
+
+def _dkd_terms(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row TCKD, NCKD (without T^2) and the teacher's target probability q_t, float32."""
+    zs, zt = soften(student_logits, temperature), soften(teacher_logits, temperature)
+    onehot = F.one_hot(target, zs.shape[-1]).bool()
+    index = target.unsqueeze(-1)
+
+    def binary(z: torch.Tensor) -> torch.Tensor:
+        # Logits of the two-class distribution [target, rest]: its softmax is [p_t, 1 - p_t],
+        # without computing 1 - p_t (which loses everything when p_t rounds to 1).
+        rest = z.masked_fill(onehot, -math.inf).logsumexp(dim=-1, keepdim=True)
+        return torch.cat([z.gather(-1, index), rest], dim=-1)
+
+    log_bq = F.log_softmax(binary(zt), dim=-1)
+    tckd = _kl_from_log_probs(log_bq, F.log_softmax(binary(zs), dim=-1))
+
+    def non_target(z: torch.Tensor) -> torch.Tensor:
+        # Softmax over the non-target classes; the target entry (-inf) is then set to 0 so that
+        # q * (log q - log p) is 0 * 0 there, with finite gradients.
+        log_hat = F.log_softmax(z.masked_fill(onehot, -math.inf), dim=-1)
+        return log_hat.masked_fill(onehot, 0.0)
+
+    log_hat_q = non_target(zt)
+    hat_q = log_hat_q.exp().masked_fill(onehot, 0.0)
+    nckd = (hat_q * (log_hat_q - non_target(zs))).sum(dim=-1)
+    return tckd, nckd, log_bq[:, 0].exp()
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    target_weight: float = 1.0,
+    nontarget_weight: float = 8.0,
+    check_labels: bool = True,
+) -> torch.Tensor:
+    """Decoupled knowledge distillation (Zhao et al. 2022): TCKD and NCKD weighted separately.
+
+    With ``t`` the target class of a row, ``q = softmax(v / T)`` (teacher) and
+    ``p = softmax(z / T)`` (student)::
+
+        TCKD = KL([q_t, 1 - q_t] || [p_t, 1 - p_t])          (target vs the rest)
+        NCKD = KL(q_hat || p_hat),  q_hat_i = q_i / (1 - q_t) for i != t  (non-target classes)
+        loss = mean over rows of T^2 * (target_weight * TCKD + nontarget_weight * NCKD)
+
+    Hinton's KL is exactly ``TCKD + (1 - q_t) * NCKD`` per row, so ``target_weight=1`` with
+    ``nontarget_weight = 1 - q_t`` gives :func:`kd_loss`; DKD frees the non-target weight from the
+    teacher's confidence (the authors use 8 on CIFAR-100 with T = 4, 0.5 or 2 on ImageNet with
+    T = 1, and ramp the term up over the first epochs: a schedule for the training loop).
+
+    Rows labelled :data:`IGNORE_LABEL` (unlabelled transfer rows) use the teacher's arg-max class as
+    their target. With 2 classes the non-target distribution has a single class, NCKD is 0 and DKD
+    is ``target_weight * kd_loss``.
+
+    Args:
+        student_logits: ``(batch, num_classes)``.
+        teacher_logits: ``(batch, num_classes)``.
+        labels: ``(batch,)`` integer class indices in ``[0, num_classes)`` or -1.
+        temperature: T > 0.
+        target_weight: weight of TCKD, >= 0 (the paper's alpha).
+        nontarget_weight: weight of NCKD, >= 0 (the paper's beta).
+        check_labels: raise :class:`DataError` for labels outside ``[0, num_classes)``; checking
+            reads values back from the device, a loop that checked its labels once can pass False.
+
+    Returns:
+        A float32 scalar, >= 0, zero when both give the same distribution on every row.
+    """
+    t = check_temperature(temperature)
+    w_target = _nonnegative("target_weight", target_weight)
+    w_nontarget = _nonnegative("nontarget_weight", nontarget_weight)
+    _check_classification_pair(student_logits, teacher_logits, "dkd")
+    target = _dkd_targets(teacher_logits, labels, check_labels)
+    tckd, nckd, _ = _dkd_terms(student_logits, teacher_logits, target, t)
+    return (t * t) * (w_target * tckd + w_nontarget * nckd).mean()
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+    """Pearson correlation of the rows of ``a`` and ``b`` (last axis), ``(...,)`` float32."""
+    a = a - a.mean(dim=-1, keepdim=True)
+    b = b - b.mean(dim=-1, keepdim=True)
+    tiny = torch.finfo(torch.float32).tiny
+    norm_a = a.square().sum(dim=-1).clamp_min(tiny).sqrt()
+    norm_b = b.square().sum(dim=-1).clamp_min(tiny).sqrt()
+    return (a * b).sum(dim=-1) / (norm_a * norm_b + eps)
+
+
+def dist_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    inter_weight: float = 1.0,
+    intra_weight: float = 1.0,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """DIST (Huang et al. 2022): match the teacher's probabilities up to correlation, not exactly.
+
+    With ``P`` and ``Q`` the ``(batch, num_classes)`` softened probabilities of student and teacher
+    (``softmax(logits / T)``) and ``rho`` the Pearson correlation::
+
+        inter = mean over rows i of  (1 - rho(P[i, :], Q[i, :]))   (ranking of classes per row)
+        intra = mean over classes j of (1 - rho(P[:, j], Q[:, j])) (ranking of rows per class)
+        loss  = T^2 * (inter_weight * inter + intra_weight * intra)
+
+    Correlation is invariant to a positive scale and a shift, so the student need not reproduce the
+    teacher's confidence, only its relations; this helps when the teacher is much stronger than the
+    student. Each term is in ``[0, 2]``; ``rho`` is computed as ``cov / (sd * sd + eps)``.
+
+    The intra-class term needs a batch of at least 2 rows (with one row it is the constant 1). With
+    2 classes the inter-class correlation is +1 or -1 (whether both put the top class on the same
+    side), so the inter-class term is piecewise constant and gives no gradient; the intra-class term
+    is then a batch-level correlation of the positive-class probabilities.
+
+    Args:
+        student_logits: ``(batch, num_classes)``.
+        teacher_logits: ``(batch, num_classes)``.
+        temperature: T > 0 (the paper uses 1 on ImageNet, 4 on CIFAR-100).
+        inter_weight: weight of the inter-class term, >= 0 (the paper's beta).
+        intra_weight: weight of the intra-class term, >= 0 (the paper's gamma).
+        eps: > 0, added to the product of standard deviations.
+
+    Returns:
+        A float32 scalar in ``[0, 2 * T^2 * (inter_weight + intra_weight)]``; 0 when the student's
+        probabilities are a positive affine function of the teacher's per row and per class (in
+        particular when they are equal).
+    """
+    t = check_temperature(temperature)
+    w_inter = _nonnegative("inter_weight", inter_weight)
+    w_intra = _nonnegative("intra_weight", intra_weight)
+    e = _positive("eps", eps)
+    _check_classification_pair(student_logits, teacher_logits, "dist")
+    p = F.softmax(soften(student_logits, t), dim=-1)
+    q = F.softmax(soften(teacher_logits, t), dim=-1)
+    inter = (1.0 - _pearson(p, q, e)).mean()
+    intra = (1.0 - _pearson(p.transpose(0, 1), q.transpose(0, 1), e)).mean()
+    return (t * t) * (w_inter * inter + w_intra * intra)
+
+
+def _ranking_pairs(
+    teacher_margin: torch.Tensor,
+    max_pairs: int,
+    top_k: int | None,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices ``(i, j)`` of the pairs to compare (all of them, or ``max_pairs`` sampled)."""
+    n = teacher_margin.shape[0]
+    device = teacher_margin.device
+    if top_k is None:
+        pool, k = None, n
+        total = n * (n - 1) // 2
+    else:
+        k = min(top_k, n)
+        pool = teacher_margin.topk(k).indices
+        total = k * (n - 1)
+    if total <= max_pairs:
+        if pool is None:
+            i, j = torch.triu_indices(n, n, offset=1, device=device)
+            return i, j
+        # Each top row against every other row (pairs of two top rows appear in both orders,
+        # exactly as often as sampling below draws them).
+        i = pool.repeat_interleave(n - 1)
+        offset = torch.arange(1, n, device=device).repeat(k)
+        return i, (i + offset) % n
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0)
+    gdev = generator.device
+    a = torch.randint(0, k, (max_pairs,), generator=generator, device=gdev).to(device)
+    offset = torch.randint(1, n, (max_pairs,), generator=generator, device=gdev).to(device)
+    i = a if pool is None else pool[a]
+    return i, (i + offset) % n
+
+
+def ranking_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    max_pairs: int = 65536,
+    weighting: str = "probability",
+    top_k: int | None = None,
+    pointwise_weight: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pairwise ranking distillation for binary (e.g. fraud) data: order rows as the teacher does.
+
+    Average precision, the usual metric on imbalanced binary data, depends only on how rows are
+    ordered by score, and per-row KD says little about that order on two classes: DKD's non-target
+    term vanishes (DKD is Hinton), standardised two-class logits are +-1 (no gradient), DIST's
+    inter-class term is constant (only its intra-class term, a batch correlation, remains). This
+    loss compares rows *within the batch*. With margins ``m = z[:, 1] - z[:, 0]``
+    (student) and ``u = v[:, 1] - v[:, 0]`` (teacher), for a pair of rows ``(i, j)``::
+
+        pair_kl(i, j) = KL(Bern(sigmoid((u_i - u_j) / T)) || Bern(sigmoid((m_i - m_j) / T)))
+        pairwise = sum w_ij * pair_kl(i, j) / sum w_ij          (over the pairs used)
+        loss = T^2 * pairwise + pointwise_weight * kd_loss(z, v, T)
+
+    a pairwise logistic (RankNet) loss with the teacher's soft pair order as target: it is 0 when the
+    margins agree up to a common shift, and smaller the more the student's order matches the
+    teacher's. The T^2 factor plays the same role as in :func:`kd_loss`. Pair weights:
+
+    - ``weighting="probability"``: ``w_ij = max(s_i, s_j)`` with ``s = sigmoid(u)`` the teacher's
+      positive-class probability (at temperature 1), so pairs involving a row the teacher ranks
+      high count most: those are the pairs average precision depends on.
+    - ``weighting="uniform"``: every pair counts the same.
+    - ``top_k``: additionally keep only the pairs ``(i, j)`` where ``i`` is one of the teacher's
+      ``top_k`` highest-margin rows of the batch (a hard top-of-the-list emphasis).
+
+    The margin differences only fix the student's scores up to a common shift, so the pointwise
+    Hinton term (``pointwise_weight``, default 1) anchors its probabilities; set it to 0 for the
+    pairwise term alone.
+
+    Memory: when the batch has at most ``max_pairs`` pairs (``n (n - 1) / 2``, or ``top_k (n - 1)``)
+    all of them are used; otherwise ``max_pairs`` pairs are drawn uniformly with replacement, with
+    ``generator`` (or, when None, a generator seeded with 0 on the logits' device: deterministic,
+    and the global random state is left untouched). A batch of 16,384 rows thus costs
+    ``O(max_pairs)``, not ``16384^2``.
+
+    Args:
+        student_logits: ``(batch, 2)`` two-class logits.
+        teacher_logits: ``(batch, 2)``.
+        temperature: T > 0, applied to margin differences (and to the pointwise term).
+        max_pairs: largest number of pairs compared, >= 1.
+        weighting: ``"probability"`` or ``"uniform"``.
+        top_k: None, or >= 1: only pairs led by one of the teacher's top_k rows.
+        pointwise_weight: weight >= 0 of the Hinton term :func:`kd_loss`.
+        generator: optional ``torch.Generator`` for the pair sampling.
+
+    Returns:
+        A float32 scalar, >= 0 up to float rounding (a batch of one row has no pair: the
+        pairwise term is 0).
+    """
+    t = check_temperature(temperature)
+    cap = _positive_int("max_pairs", max_pairs)
+    if weighting not in _RANKING_WEIGHTINGS:
+        raise ConfigError(
+            f"weighting must be one of {_RANKING_WEIGHTINGS}, got {weighting!r}: 'probability' "
+            "weights a pair by the teacher's larger positive-class probability, 'uniform' by 1."
+        )
+    k = _positive_int("top_k", top_k, allow_none=True)
+    w_point = _nonnegative("pointwise_weight", pointwise_weight)
+    _check_classification_pair(student_logits, teacher_logits, "ranking")
+    if student_logits.shape[-1] != 2:
+        raise DataError(
+            f"ranking_kd_loss needs two-class logits (batch, 2), got "
+            f"{tuple(student_logits.shape)}. For more classes use method='hinton', 'dkd' or 'dist'."
+        )
+    zs, zt = student_logits.float(), teacher_logits.float()
+    m = zs[:, 1] - zs[:, 0]
+    u = zt[:, 1] - zt[:, 0]
+    loss = zs.new_zeros(())
+    if zs.shape[0] >= 2:
+        with torch.no_grad():
+            i, j = _ranking_pairs(u.detach(), cap, k, generator)
+        a, b = soften(u[i] - u[j], t), soften(m[i] - m[j], t)
+        # KL(Bern(sigmoid(a)) || Bern(sigmoid(b))), using log sigmoid(-x) = log sigmoid(x) - x:
+        # finite for any finite a, b, and 3x cheaper than a two-class log_softmax per pair.
+        pair_kl = (F.logsigmoid(a) - F.logsigmoid(b)) + torch.sigmoid(-a) * (b - a)
+        if weighting == "probability":
+            with torch.no_grad():
+                s = torch.sigmoid(u.detach())
+                w = torch.maximum(s[i], s[j])
+            loss = (
+                (t * t) * (pair_kl * w).sum() / w.sum().clamp_min(torch.finfo(torch.float32).tiny)
+            )
+        else:
+            loss = (t * t) * pair_kl.mean()
+    if w_point > 0:
+        loss = loss + w_point * kd_loss(student_logits, teacher_logits, t)
+    return loss
+
+
+def _check_method_params(
+    method: str,
+    params: dict | None,
+    known: dict[str, tuple[str, ...]],
+    kind: str,
+) -> dict:
+    if method not in known:
+        raise ConfigError(f"Unknown {kind} method {method!r}. Choose one of {tuple(known)}.")
+    params = dict(params or {})
+    valid = known[method]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        allowed = ", ".join(valid) if valid else "none"
+        raise ConfigError(
+            f"{kind} method {method!r} has no parameter {', '.join(map(repr, unknown))}; its "
+            f"parameters are: {allowed}."
+        )
+    out: dict = {}
+    for name, value in params.items():
+        if name in (
+            "target_weight",
+            "nontarget_weight",
+            "inter_weight",
+            "intra_weight",
+            "pointwise_weight",
+            "blank_weight",
+        ):
+            out[name] = _nonnegative(name, value)
+        elif name == "eps":
+            out[name] = _positive(name, value)
+        elif name == "max_pairs":
+            out[name] = _positive_int(name, value)
+        elif name == "top_k":
+            out[name] = _positive_int(name, value, allow_none=True)
+        elif name == "weighting":
+            if value not in _RANKING_WEIGHTINGS:
+                raise ConfigError(f"weighting must be one of {_RANKING_WEIGHTINGS}, got {value!r}.")
+            out[name] = value
+        elif name == "resample":
+            if value not in _RESAMPLE:
+                raise ConfigError(f"resample must be None, 'linear' or 'nearest', got {value!r}.")
+            out[name] = value
+        elif name == "blank":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"blank must be a class index >= 0, got {value!r}.")
+            out[name] = value
+        elif name == "blank_threshold":
+            out[name] = _nonnegative(name, value)
+        else:  # pragma: no cover - every name in the tables is handled above
+            out[name] = value
+    return out
+
+
+def _degenerate_two_class_warning(method: str, standardize: bool, params: dict) -> str | None:
+    reasons = []
+    if standardize:
+        reasons.append(
+            "standardised two-class logits are always [-1, 1] or [1, -1] (the sign of the "
+            "margin), so the KD term gives the student no gradient"
+        )
+    if method == "dkd":
+        reasons.append(
+            "DKD's non-target term is 0 on two classes and DKD reduces to target_weight * hinton"
+        )
+    if method == "dist" and float(params.get("intra_weight", 1.0)) == 0.0:
+        reasons.append(
+            "DIST's inter-class correlation is +-1 on two classes (no gradient) and "
+            "intra_weight=0 turns off the intra-class term, the only one that trains"
+        )
+    if not reasons:
+        return None
+    return (
+        f"KD method {method!r}{' with standardize=True' if standardize else ''} is degenerate on "
+        f"2 classes: {'; '.join(reasons)}. For binary data use method='ranking' (pairwise order "
+        "of rows), 'dist' (its intra-class term correlates the positive-class probabilities over "
+        "the batch) or 'hinton'."
+    )
+
+
+def check_kd_method(
+    method: str,
+    params: dict | None = None,
+    num_classes: int | None = None,
+    standardize: bool = False,
+) -> dict:
+    """Validate a logit KD method and its settings before training.
+
+    Args:
+        method: one of :data:`KD_METHODS`.
+        params: the method's settings (e.g. ``{"nontarget_weight": 8}`` for ``"dkd"``).
+        num_classes: when known, checked against the method (``"ranking"`` needs 2); on 2 classes
+            ``"dkd"`` (which reduces to Hinton), ``standardize=True`` (no gradient) and
+            ``"dist"`` with ``intra_weight=0`` (no gradient) are degenerate and give a
+            ``UserWarning`` that says why.
+        standardize: whether the logits will be standardised (:func:`standardize_logits`).
+
+    Returns:
+        The params as a new dict with numbers converted to ``float`` / ``int``.
+
+    Raises:
+        ConfigError: unknown method (the message lists :data:`KD_METHODS`), a parameter the
+            method does not have (the message lists those it has), a value out of range, or
+            ``"ranking"`` with ``num_classes != 2``.
+    """
+    out = _check_method_params(method, params, _KD_PARAMS, "KD")
+    if num_classes is not None:
+        if method == "ranking" and num_classes != 2:
+            raise ConfigError(
+                f"KD method 'ranking' orders rows by the margin of two-class logits and needs "
+                f"num_classes=2, got {num_classes}. For {num_classes} classes use 'hinton', 'dkd' "
+                "or 'dist'."
+            )
+        if num_classes == 2:
+            message = _degenerate_two_class_warning(method, standardize, out)
+            if message:
+                warnings.warn(message, UserWarning, stacklevel=2)
+    return out
+
+
+def logit_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    method: str = "hinton",
+    labels: torch.Tensor | None = None,
+    standardize: bool = False,
+    generator: torch.Generator | None = None,
+    check_labels: bool = True,
+    **params: float | int | str | None,
+) -> torch.Tensor:
+    """The KD term of a training step, by method name: the one switch a training loop calls.
+
+    ``method="hinton"`` is :func:`kd_loss` (exactly its value), ``"dkd"`` :func:`dkd_loss`,
+    ``"dist"`` :func:`dist_loss`, ``"ranking"`` :func:`ranking_kd_loss`. ``standardize=True``
+    first replaces both sets of logits by :func:`standardize_logits` (Sun et al. 2024), for any
+    method. See ``docs/methods.md`` for when to use which.
+
+    Args:
+        student_logits: ``(batch, num_classes)``; ``"hinton"`` also takes
+            ``(batch, frames, num_classes)``.
+        teacher_logits: the same shape.
+        temperature: T > 0.
+        method: one of :data:`KD_METHODS`.
+        labels: ``(batch,)`` class indices (-1: unlabelled); required by ``"dkd"``, ignored by the
+            other methods.
+        standardize: z-score both logits per row before softening.
+        generator: pair sampling of ``"ranking"`` (ignored by the other methods).
+        check_labels: check the labels' range (``"dkd"``; see :func:`dkd_loss`).
+        **params: the method's settings, as listed by :func:`check_kd_method`'s errors
+            (``dkd``: target_weight, nontarget_weight; ``dist``: inter_weight, intra_weight, eps;
+            ``ranking``: max_pairs, weighting, top_k, pointwise_weight; ``hinton``: none).
+
+    Returns:
+        A float32 scalar.
+
+    Raises:
+        ConfigError: unknown method or parameter, or ``"dkd"`` without labels.
+    """
+    params = _check_method_params(method, params, _KD_PARAMS, "KD")
+    num_classes = student_logits.shape[-1]
+    if num_classes == 2 and (standardize or method in ("dkd", "dist")):
+        message = _degenerate_two_class_warning(method, standardize, params)
+        if message:
+            warnings.warn(message, UserWarning, stacklevel=2)
+    if standardize:
+        _check_pair(student_logits, teacher_logits)
+        student_logits = standardize_logits(student_logits)
+        teacher_logits = standardize_logits(teacher_logits)
+    if method == "hinton":
+        return kd_loss(student_logits, teacher_logits, temperature)
+    if method == "dkd":
+        if labels is None:
+            raise ConfigError(
+                "KD method 'dkd' needs labels to split the target class from the others. Pass "
+                f"labels=, with {IGNORE_LABEL} for rows without a label (those use the teacher's "
+                "arg-max class), or use method='hinton' or 'dist'."
+            )
+        return dkd_loss(
+            student_logits, teacher_logits, labels, temperature, check_labels=check_labels, **params
+        )
+    if method == "dist":
+        return dist_loss(student_logits, teacher_logits, temperature, **params)
+    return ranking_kd_loss(
+        student_logits, teacher_logits, temperature, generator=generator, **params
+    )
+
+
+# ------------------------------------------------------------------- beyond Hinton (CTC, mutual)
+
+
+def _bag_log_probs(logits: torch.Tensor, temperature: float, blank: int) -> torch.Tensor:
+    """``(batch, num_classes - 1)`` log of the renormalised time-averaged non-blank posteriors."""
+    log_p = F.log_softmax(soften(logits, temperature), dim=-1)  # (batch, frames, classes)
+    keep = [c for c in range(log_p.shape[-1]) if c != blank]
+    # log of the frame average of each class's probability, in log space (no underflow).
+    log_mean = log_p[..., keep].logsumexp(dim=1) - math.log(log_p.shape[1])
+    return F.log_softmax(log_mean, dim=-1)
+
+
+def ctc_bag_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    blank: int = 0,
+) -> torch.Tensor:
+    """Line-level KD for CTC readers: the line as a bag of characters (blank-masked, time-averaged).
+
+    Frame-wise KD (:func:`frame_kd_loss`) asks the student to emit each character at the same frame
+    as the teacher; CTC does not care where a character is emitted, and two readers with different
+    downsampling do not even have the same frames. Here, for each line and model, the softened
+    posteriors (``softmax(logits / T)``) are averaged over the frames, the blank is dropped and the
+    rest renormalised, giving the distribution of characters in the line::
+
+        bag_c = mean_t p_t(c) / sum_{c' != blank} mean_t p_t(c')      for c != blank
+        loss  = mean over lines of T^2 * KL(bag_teacher || bag_student)
+
+    (in the spirit of PaddleOCR's blank-masked CTC distillation). It ignores order and position, so
+    it complements the frame or CTC terms rather than replacing them. The frame counts of teacher
+    and student may differ: averaging removes the need to resample. With only one non-blank class
+    the bag is always ``[1]`` and the loss is 0.
+
+    Args:
+        student_logits: ``(batch, frames, num_classes)``.
+        teacher_logits: ``(batch, frames_t, num_classes)``; any ``frames_t >= 1``.
+        temperature: T > 0.
+        blank: class index of the blank.
+
+    Returns:
+        A float32 scalar >= 0, zero when both give the same average non-blank distribution.
+
+    Raises:
+        DataError: not 3-D, or different batch or class counts.
+        ConfigError: ``blank`` outside ``[0, num_classes)``.
+    """
+    t = check_temperature(temperature)
+    _check_sequence_logits(student_logits, "student_logits")
+    _check_sequence_logits(teacher_logits, "teacher_logits")
+    s, v = tuple(student_logits.shape), tuple(teacher_logits.shape)
+    if s[0] != v[0]:
+        raise DataError(
+            f"Student logits {s} and teacher logits {v} hold different numbers of lines; pass "
+            "both models the same batch."
+        )
+    if s[2] != v[2]:
+        raise DataError(
+            f"The teacher gives {v[2]} classes per frame but the student outputs {s[2]}. Build the "
+            f"student with num_classes={v[2]} (the same alphabet, plus the blank)."
+        )
+    if s[1] < 1 or v[1] < 1:
+        raise DataError(f"Both models need at least one frame per line, got {s} and {v}.")
+    if isinstance(blank, bool) or not isinstance(blank, int) or not 0 <= blank < s[2]:
+        raise ConfigError(f"blank must be a class index in [0, {s[2]}), got {blank!r}.")
+    if s[2] < 2:
+        raise DataError(f"CTC logits need the blank and at least one character, got {s[2]} class.")
+    log_q = _bag_log_probs(teacher_logits, t, blank)
+    log_p = _bag_log_probs(student_logits, t, blank)
+    return (t * t) * _kl_from_log_probs(log_q, log_p).mean()
+
+
+def mutual_kd_loss(
+    logits_a: torch.Tensor,
+    logits_b: torch.Tensor,
+    temperature: float,
+    sample_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deep mutual learning (Zhang et al. 2018) as a loss: each network distils from the other.
+
+    Returns the two directions with the other side detached, so that one backward pass of
+    ``loss_a + loss_b`` (plus each network's own hard loss) updates both networks online::
+
+        loss_a = T^2 * KL(softmax(b / T).detach() || softmax(a / T))   (trains network a)
+        loss_b = T^2 * KL(softmax(a / T).detach() || softmax(b / T))   (trains network b)
+
+    Each is :func:`kd_loss` with the other network as a (detached) teacher.
+
+    Args:
+        logits_a: ``(batch, num_classes)`` or ``(batch, frames, num_classes)``.
+        logits_b: the same shape.
+        temperature: T > 0.
+        sample_weight: optional ``(batch,)`` (or ``(batch, frames)``) weights, as in
+            :func:`kd_loss`.
+
+    Returns:
+        ``(loss_a, loss_b)``, float32 scalars; ``loss_a`` has a gradient only through
+        ``logits_a`` and ``loss_b`` only through ``logits_b``.
+    """
+    t = check_temperature(temperature)
+    loss_a = kd_loss(logits_a, logits_b.detach(), t, sample_weight=sample_weight)
+    loss_b = kd_loss(logits_b, logits_a.detach(), t, sample_weight=sample_weight)
+    return loss_a, loss_b
+
+
+def check_ctc_kd_method(method: str, params: dict | None = None) -> dict:
+    """Validate a CTC KD method (one of :data:`CTC_KD_METHODS`) and its settings before training.
+
+    Returns:
+        The params as a new dict with numbers converted.
+
+    Raises:
+        ConfigError: unknown method (the message lists :data:`CTC_KD_METHODS`), a parameter the
+            method does not have (the message lists those it has), or a value out of range.
+    """
+    return _check_method_params(method, params, _CTC_KD_PARAMS, "CTC KD")
+
+
+def ctc_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    method: str = "frame",
+    mask: torch.Tensor | None = None,
+    **params: float | int | str | None,
+) -> torch.Tensor:
+    """The KD term between two CTC readers, by method name.
+
+    ``"frame"`` is :func:`frame_kd_loss`, ``"blank_aware"`` :func:`blank_aware_kd_loss`, ``"bag"``
+    :func:`ctc_bag_kd_loss` (each gives exactly that function's value).
+
+    Args:
+        student_logits: ``(batch, frames, num_classes)``.
+        teacher_logits: ``(batch, frames_t, num_classes)``.
+        temperature: T > 0.
+        method: one of :data:`CTC_KD_METHODS`.
+        mask: optional ``(batch, frames)`` weights on the student's frames (``"frame"`` and
+            ``"blank_aware"`` only: a bag averages whole lines).
+        **params: the method's settings (``frame``: resample; ``blank_aware``: blank,
+            blank_threshold, blank_weight, resample; ``bag``: blank).
+
+    Returns:
+        A float32 scalar.
+    """
+    params = check_ctc_kd_method(method, params)
+    if method == "frame":
+        return frame_kd_loss(student_logits, teacher_logits, temperature, mask=mask, **params)
+    if method == "blank_aware":
+        return blank_aware_kd_loss(student_logits, teacher_logits, temperature, mask=mask, **params)
+    if mask is not None:
+        raise ConfigError(
+            "CTC KD method 'bag' averages whole lines and takes no frame mask; drop mask= or use "
+            "method='frame' or 'blank_aware'."
+        )
+    return ctc_bag_kd_loss(student_logits, teacher_logits, temperature, **params)
