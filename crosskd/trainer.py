@@ -39,6 +39,7 @@ from .exceptions import ConfigError, DataError, NotFittedError, TeacherError
 from .losses import (
     IGNORE_LABEL,
     check_alpha,
+    check_kd_method,
     check_temperature,
 )
 from .tasks.base import forward_batched
@@ -133,6 +134,12 @@ class Distiller:
             ``"plateau"`` (constant, cut by 0.3 when the validation metric stalls for
             ``early_stopping`` epochs, stopping after 3 cuts), or ``"auto"``: plateau when
             ``epochs="auto"`` and there is validation data, else cosine (``schedule_``).
+        method: the distillation term: ``"hinton"`` (the default), ``"dkd"``, ``"dist"`` or
+            ``"ranking"`` (pairwise order of the teacher's scores, for two classes), see
+            :func:`crosskd.losses.logit_kd_loss` and ``docs/methods.md``.
+        method_params: the method's own settings, e.g. ``{"nontarget_weight": 8.0}`` for DKD.
+        standardize: z-score teacher and student logits before softening (logit
+            standardisation, Sun et al. 2024), for any method.
 
     Under ``torchrun``, ``batch_size`` is per process: N processes with batch B train like one
     process with batch N * B.
@@ -167,6 +174,9 @@ class Distiller:
         warm_start: bool = False,
         threads: int | str = "auto",
         schedule: str = "auto",
+        method: str = "hinton",
+        method_params: Mapping[str, Any] | None = None,
+        standardize: bool = False,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -194,6 +204,9 @@ class Distiller:
         self.warm_start = warm_start
         self.threads = threads
         self.schedule = schedule
+        self.method = method
+        self.method_params = method_params
+        self.standardize = standardize
 
     # ------------------------------------------------------------------ checks
 
@@ -492,6 +505,9 @@ class Distiller:
         if hasattr(student, "build") and not getattr(student, "is_built", True):
             student.build(X, len(self.classes_))
         self.student_ = student.to(device)
+        self._method_params = check_kd_method(
+            self.method, dict(self.method_params or {}), len(self.classes_), bool(self.standardize)
+        )
         self.__dict__.pop("input_shapes_", None)  # a previous fit's widths do not apply
         inputs = self._student_inputs(X, "X")
         self.input_shapes_ = [tuple(t.shape[1:]) for t in inputs]
@@ -607,6 +623,9 @@ class Distiller:
                 sample if sample is not None else stream.sample(self.seed), len(self.classes_)
             )
         self.student_ = student.to(device)
+        self._method_params = check_kd_method(
+            self.method, dict(self.method_params or {}), len(self.classes_), bool(self.standardize)
+        )
         self.__dict__.pop("input_shapes_", None)
         probe = self._student_inputs(stream.read_row_groups([0], stream.columns).iloc[:2], "stream")
         self.input_shapes_ = [tuple(t.shape[1:]) for t in probe]
@@ -744,6 +763,9 @@ class Distiller:
         "validation_fraction",
         "seed",
         "schedule",
+        "method",
+        "method_params",
+        "standardize",
     )
 
     def _read_resume(self, resume: bool | str | Path | None) -> Any:
@@ -898,6 +920,9 @@ class Distiller:
             teacher=self.teacher if online else None,
             val_metric=self.val_metric,
             chunk_size=self.chunk_size,
+            method=self.method,
+            method_params=self._method_params,
+            standardize=self.standardize,
         )
 
     def _fit_source(
@@ -1050,6 +1075,7 @@ class Distiller:
             "classes": list(self.classes_),
             "temperature": float(self.temperature),
             "alpha": float(self.alpha),
+            "method": self.method,
             "teacher": None if self.teacher is None else self.teacher.info.kind,
             "best_epoch": int(self.best_epoch_),
             "history": self.history_,

@@ -207,3 +207,60 @@ def test_fit_trains_a_copy_unless_warm_start():
                      warm_start=True).fit(X, y)  # fmt: skip
     assert warm.student_ is student
     assert not all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "method, params, standardize",
+    [("hinton", {}, True), ("dkd", {"nontarget_weight": 4.0}, False), ("dist", {}, False)],
+)
+def test_every_kd_method_trains_through_the_engine(method, params, standardize):
+    from crosskd.losses import logit_kd_loss
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    W = rng.normal(size=(4, 3)) * 2
+    y = (X @ W).argmax(1)
+    d = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), alpha=0.8, epochs=3, progress=False,
+                  device="cpu", method=method, method_params=params, standardize=standardize,
+                  temperature=2.0)  # fmt: skip
+    d.fit(X[:240], y[:240], eval_set=(X[240:], y[240:]))
+    record = d.history_[d.best_epoch_ - 1]  # the restored weights are the best epoch's
+    assert np.isfinite(record["train_kd"]) and record["train_kd"] > 0
+    # the validation KD term is the method's, not Hinton's
+    expected = logit_kd_loss(
+        d.predict_logits(X[240:]), torch.from_numpy(X[240:] @ W).float(), 2.0, method=method,
+        labels=torch.from_numpy(y[240:]), standardize=standardize, **params,
+    )  # fmt: skip
+    assert record["val_kd"] == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_ranking_method_on_two_classes_and_bad_methods():
+    from crosskd import ConfigError
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    W = rng.normal(size=(4, 2)) * 2
+    y = (X @ W).argmax(1)
+    d = Distiller(LinearTeacher(W), MLP(4, 2, hidden=(8,)), epochs=2, progress=False,
+                  device="cpu", method="ranking")  # fmt: skip
+    assert d.fit(X, y).history_[-1]["train_kd"] > 0
+    with pytest.raises(ConfigError, match="hinton"):
+        Distiller(LinearTeacher(W), MLP(4, 2), method="hintn", progress=False).fit(X, y)
+    with pytest.raises(ConfigError, match="nontarget_weight"):
+        Distiller(LinearTeacher(W), MLP(4, 2), method="dkd", method_params={"beta": 1},
+                  progress=False).fit(X, y)  # fmt: skip
+
+
+def test_ctc_bag_method_needs_no_frame_alignment():
+    x, y, alphabet = _lines()
+    torch.manual_seed(0)
+    # the teacher reads 12 frames, the student 6 (mean pooling over a wider stride)
+    teacher = CRNN("tiny", num_classes=alphabet.num_classes, width=4, hidden=8, height=16)
+    student = CRNN("tiny", num_classes=alphabet.num_classes, width=4, hidden=8, height=16,
+                   max_reduction=8)  # fmt: skip
+    fitted = CTCDistiller(teacher, student, alphabet=alphabet, alpha=0.5, method="bag", epochs=2,
+                          batch_size=8, device="cpu", progress=False, threads=1,
+                          plateau_restarts=0).fit(x[:32], y[:32])  # fmt: skip
+    assert fitted.history_[-1]["train_kd"] > 0
+    with pytest.raises(Exception, match="method must be 'frame' or 'bag'"):
+        CTCDistiller(teacher, student, alphabet=alphabet, method="bog").fit(x[:8], y[:8])

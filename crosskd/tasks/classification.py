@@ -16,10 +16,10 @@ from torch import nn
 from .. import metrics as _metrics
 from ..exceptions import ConfigError
 from ..losses import (
-    distillation_loss,
     hard_loss,
     kd_loss,
     kd_loss_from_packed,
+    logit_kd_loss,
     packed_soft_targets,
 )
 from .base import forward_batched
@@ -52,6 +52,12 @@ class ClassificationTask:
         teacher: a teacher with ``logits_on_device`` for online targets, or None.
         val_metric: see :func:`classification_monitor`.
         chunk_size: rows per forward pass in validation.
+        method: the KD term, one of :data:`crosskd.losses.KD_METHODS` (``"hinton"``, ``"dkd"``,
+            ``"dist"``, ``"ranking"``); see :func:`crosskd.losses.logit_kd_loss`.
+        method_params: the method's settings (e.g. ``{"nontarget_weight": 8.0}``), checked by
+            :func:`crosskd.losses.check_kd_method`.
+        standardize: z-score teacher and student logits before softening (logit
+            standardisation).
     """
 
     terms = ("loss", "kd", "ce")
@@ -68,6 +74,9 @@ class ClassificationTask:
         teacher: Any = None,
         val_metric: str = "auto",
         chunk_size: int = 65536,
+        method: str = "hinton",
+        method_params: dict[str, Any] | None = None,
+        standardize: bool = False,
     ) -> None:
         self.temperature, self.alpha = float(temperature), float(alpha)
         self.num_classes, self.class_weight, self.focal_gamma = (
@@ -77,9 +86,16 @@ class ClassificationTask:
         )
         self.teacher, self.val_metric, self.chunk_size = teacher, val_metric, chunk_size
         self.monitor, self.higher_is_better = classification_monitor(val_metric, num_classes)
+        self.method, self.standardize = method, bool(standardize)
+        self.method_params = dict(method_params or {})
+        # Hinton's term reads soft targets packed once; the other methods need the raw logits.
+        self.packed = method == "hinton" and not self.standardize
 
     def cache_targets(self, teacher_logits: torch.Tensor) -> torch.Tensor:
-        """Soft targets prepared once (the teacher's softmax is not recomputed per step)."""
+        """Soft targets prepared once (the teacher's softmax is not recomputed per step) for
+        Hinton's term; the raw logits for the other methods."""
+        if not self.packed:
+            return teacher_logits
         return packed_soft_targets(teacher_logits, self.temperature)
 
     def online_targets(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -102,11 +118,21 @@ class ClassificationTask:
         a = self.alpha
         zero = student_out.new_zeros((), dtype=torch.float32)
         if a > 0 and teacher is not None:
-            kd = (
-                kd_loss_from_packed(student_out, teacher, self.temperature)
-                if cached
-                else kd_loss(student_out, teacher, self.temperature)
-            )
+            if cached and self.packed:
+                kd = kd_loss_from_packed(student_out, teacher, self.temperature)
+            elif self.method == "hinton" and not self.standardize:
+                kd = kd_loss(student_out, teacher, self.temperature)
+            else:
+                kd = logit_kd_loss(
+                    student_out,
+                    teacher,
+                    self.temperature,
+                    method=self.method,
+                    labels=targets[0],
+                    standardize=self.standardize,
+                    check_labels=False,
+                    **self.method_params,
+                )
         else:
             kd = zero
         if a < 1:
@@ -127,16 +153,7 @@ class ClassificationTask:
             val: ``{"inputs": tensors, "targets": codes, "teacher_logits": tensor or None}``.
         """
         logits = forward_batched(model, val["inputs"], device, precision, self.chunk_size)
-        teacher = val.get("teacher_logits")
-        terms = distillation_loss(
-            logits,
-            teacher,
-            val["targets"],
-            self.temperature,
-            self.alpha if teacher is not None else 0.0,
-            class_weight=self.class_weight,
-            focal_gamma=self.focal_gamma,
-        )
+        terms = self.loss(logits, val.get("teacher_logits"), (val["targets"],), cached=False)
         out = {k: float(v) for k, v in terms.items()}
         proba = torch.softmax(logits.float(), dim=-1).cpu().double().numpy()
         metrics = _metrics.classification_metrics(val["targets"].cpu().numpy(), proba)

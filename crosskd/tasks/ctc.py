@@ -26,6 +26,7 @@ from torch import nn
 from .._device import autocast
 from ..losses import (
     blank_aware_kd_loss,
+    ctc_bag_kd_loss,
     ctc_loss,
     decoded_targets,
     frame_kd_loss,
@@ -58,6 +59,10 @@ class CTCTask:
         resample: how teacher frames are matched to the student's when their counts differ.
         teacher: the teacher module (for online targets and caching), or None.
         frames: student frames per line (sequence KD leaves out decodings longer than that).
+        method: the frame term of the ``"frame"`` and ``"both"`` modes: ``"frame"`` (frame-wise
+            KL; blank-aware when ``blank_threshold`` is set) or ``"bag"`` (the blank-masked,
+            time-averaged KL of :func:`crosskd.losses.ctc_bag_kd_loss`: the line read as a bag of
+            characters, no frame alignment needed).
         chunk_size: lines per forward pass in validation and caching.
     """
 
@@ -80,12 +85,14 @@ class CTCTask:
         frames: int,
         precision: str = "32",
         chunk_size: int = 64,
+        method: str = "frame",
     ) -> None:
         self.alphabet, self.temperature, self.alpha = alphabet, float(temperature), float(alpha)
         self.mode, self.blank_threshold, self.blank_weight = mode, blank_threshold, blank_weight
         self.resample, self.teacher, self.frames = resample, teacher, int(frames)
         self.precision, self.chunk_size = precision, chunk_size
         self.sequence = mode in ("sequence", "both")
+        self.method = method
 
     # ------------------------------------------------------------------ teacher targets
 
@@ -133,7 +140,9 @@ class CTCTask:
         if teacher is not None and a > 0:
             t_logits = teacher[0]
             if self.mode in ("frame", "both"):
-                if self.blank_threshold is None:
+                if self.method == "bag":
+                    kd = kd + ctc_bag_kd_loss(logits, t_logits, self.temperature)
+                elif self.blank_threshold is None:
                     kd = kd + frame_kd_loss(
                         logits, t_logits, self.temperature, resample=self.resample
                     )

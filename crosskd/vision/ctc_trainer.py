@@ -108,6 +108,9 @@ class CTCDistiller:
         blank_weight: weight of confidently blank frames in the blank-aware KD.
         resample: None, ``"linear"`` or ``"nearest"``: how teacher frames are matched to the
             student's when their counts differ (None: an error).
+        method: the frame term: ``"frame"`` (frame-wise KL, blank-aware with ``blank_threshold``)
+            or ``"bag"`` (blank-masked, time-averaged KL: the line as a bag of characters; teacher
+            and student may have different frame counts).
         epochs: passes over the training lines.
         batch_size: lines per step (per process under ``torchrun``), or ``"auto"``: 32 on CPU; on
             CUDA the largest power of two in [32, 256] giving at least 32 steps per epoch.
@@ -168,6 +171,7 @@ class CTCDistiller:
         blank_threshold: float | None = None,
         blank_weight: float = 0.1,
         resample: str | None = None,
+        method: str = "frame",
         epochs: int = 20,
         batch_size: int | str = 32,
         lr: float = 3e-3,
@@ -198,6 +202,7 @@ class CTCDistiller:
         self.blank_threshold = blank_threshold
         self.blank_weight = blank_weight
         self.resample = resample
+        self.method = method
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -240,6 +245,11 @@ class CTCDistiller:
             )
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if self.method not in ("frame", "bag"):
+            raise ConfigError(
+                f"method must be 'frame' or 'bag', got {self.method!r}. ('frame' with "
+                "blank_threshold set is the blank-aware frame KD.)"
+            )
         if self.alphabet is not None and not isinstance(self.alphabet, Alphabet):
             raise ConfigError(
                 f"alphabet must be a crosskd.vision.Alphabet or None, got {type(self.alphabet).__name__}."
@@ -428,6 +438,7 @@ class CTCDistiller:
             frames=self.frames_,
             precision=self.precision_,
             chunk_size=max(64, self.batch_size_),
+            method=self.method,
         )
         x, targets, lengths, labelled = (t.to(device) for t in (x, targets, lengths, labelled))
         cached = None
@@ -546,6 +557,7 @@ class CTCDistiller:
         "blank_threshold",
         "blank_weight",
         "resample",
+        "method",
         "epochs",
         "lr",
         "weight_decay",
@@ -641,6 +653,7 @@ class CTCDistiller:
             "temperature": float(self.temperature),
             "alpha": float(self.alpha),
             "mode": self.mode,
+            "method": self.method,
             "frames": self.frames_,
             "best_epoch": self.best_epoch_,
             "history": self.history_,
