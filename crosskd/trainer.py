@@ -34,7 +34,13 @@ from .engine import (
     ReduceOnPlateau,
     StreamBatches,
 )
-from .engine.runtime import read_resume, resolve_precision, run_identity, setup_device
+from .engine.runtime import (
+    checkpoint_plan,
+    read_resume,
+    resolve_precision,
+    run_identity,
+    setup_device,
+)
 from .exceptions import ConfigError, DataError, NotFittedError, TeacherError
 from .losses import (
     IGNORE_LABEL,
@@ -546,15 +552,12 @@ class Distiller:
         if class_weight is not None:
             class_weight = class_weight.to(device)
 
-        checkpoint = None
-        if self.checkpoint_dir is not None or resume_state is not None:
-            from . import checkpoint as _ckpt
-
-            run = self._run_identity(inputs, targets, teacher_logits, val, online)
-            if resume_state is not None:
-                _ckpt.check_same_run(resume_state.run, run, self._resume_path)
-            if self.checkpoint_dir is not None:
-                checkpoint = (Path(self.checkpoint_dir) / _ckpt.CHECKPOINT_NAME, run)
+        checkpoint = checkpoint_plan(
+            self.checkpoint_dir,
+            resume_state,
+            self._resume_path,
+            lambda: self._run_identity(inputs, targets, teacher_logits, val, online),
+        )
         task = self._make_task(class_weight, online)
         source = MemoryBatches(
             inputs,
@@ -564,17 +567,8 @@ class Distiller:
             self.dist_,
             _has_batch_norm(self.student_),
         )
-        return self._fit_source(
-            task,
-            source,
-            val,
-            device,
-            generator,
-            online,
-            checkpoint=checkpoint,
-            resume_state=resume_state,
-            started=started,
-        )
+        args = (val, device, generator, online, checkpoint, resume_state, started)
+        return self._fit_source(task, source, *args)
 
     def _fit_stream(
         self,
@@ -649,20 +643,17 @@ class Distiller:
             class_weight = self._class_weight_tensor(codes).to(device)
         val = self._val_inputs(eval_set, device)
         self._resolve_auto(device, stream.num_rows)
-        checkpoint = None
-        if self.checkpoint_dir is not None or resume_state is not None:
-            from . import checkpoint as _ckpt
+        teacher_fp = None
+        if logits is not None:
+            from .datasets.parquet import teacher_fingerprint
 
-            teacher_fp = None
-            if logits is not None:
-                from .datasets.parquet import teacher_fingerprint
-
-                teacher_fp = f"{teacher_fingerprint(self.teacher)}:{stream.fingerprint()}"
-            run = self._run_identity(stream.fingerprint(), None, teacher_fp, val, online)
-            if resume_state is not None:
-                _ckpt.check_same_run(resume_state.run, run, self._resume_path)
-            if self.checkpoint_dir is not None:
-                checkpoint = (Path(self.checkpoint_dir) / _ckpt.CHECKPOINT_NAME, run)
+            teacher_fp = f"{teacher_fingerprint(self.teacher)}:{stream.fingerprint()}"
+        checkpoint = checkpoint_plan(
+            self.checkpoint_dir,
+            resume_state,
+            self._resume_path,
+            lambda: self._run_identity(stream.fingerprint(), None, teacher_fp, val, online),
+        )
         task = self._make_task(class_weight, online)
         source = StreamBatches(
             stream,
@@ -673,17 +664,8 @@ class Distiller:
             self.batch_size_,
             _has_batch_norm(self.student_),
         )
-        return self._fit_source(
-            task,
-            source,
-            val,
-            device,
-            generator,
-            online,
-            checkpoint=checkpoint,
-            resume_state=resume_state,
-            started=started,
-        )
+        args = (val, device, generator, online, checkpoint, resume_state, started)
+        return self._fit_source(task, source, *args)
 
     def _val_inputs(
         self,

@@ -3,7 +3,7 @@ the checkpoint to resume from, and the identity of a run that a checkpoint must 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,13 @@ if TYPE_CHECKING:
     from ..checkpoint import TrainingState
     from ..distributed import DistContext
 
-__all__ = ["setup_device", "resolve_precision", "read_resume", "run_identity"]
+__all__ = [
+    "setup_device",
+    "resolve_precision",
+    "read_resume",
+    "run_identity",
+    "checkpoint_plan",
+]
 
 
 def setup_device(
@@ -126,3 +132,24 @@ def run_identity(
         **fingerprints,
         "student": f"{type(student).__name__}:{sorted(shapes.items())}",
     }
+
+
+def checkpoint_plan(
+    checkpoint_dir: str | Path | None,
+    resume_state: TrainingState | None,
+    resume_path: Path | None,
+    identity: Callable[[], dict[str, Any]],
+) -> tuple[Path, dict[str, Any]] | None:
+    """Where checkpoints go and the run identity they carry, or None when none are written.
+
+    A resumed run's identity (``identity()``, computed only when needed) must equal the saved
+    one (:func:`crosskd.checkpoint.check_same_run` raises otherwise).
+    """
+    if checkpoint_dir is None and resume_state is None:
+        return None
+    from ..checkpoint import CHECKPOINT_NAME, check_same_run
+
+    run = identity()
+    if resume_state is not None:
+        check_same_run(resume_state.run, run, resume_path)
+    return None if checkpoint_dir is None else (Path(checkpoint_dir) / CHECKPOINT_NAME, run)

@@ -34,7 +34,13 @@ from ..engine import (
     PlateauRestart,
     ProgressBar,
 )
-from ..engine.runtime import read_resume, resolve_precision, run_identity, setup_device
+from ..engine.runtime import (
+    checkpoint_plan,
+    read_resume,
+    resolve_precision,
+    run_identity,
+    setup_device,
+)
 from ..exceptions import ConfigError, DataError, NotFittedError
 from ..losses import check_alpha, check_temperature, decoded_targets, greedy_decode
 from ..metrics import character_error_rate, sequence_accuracy
@@ -486,12 +492,13 @@ class CTCDistiller:
             say=(lambda m: print(f"ctc: {m}", file=sys.stderr)) if self.progress and main else None,
         )
         callbacks: list[Callback] = [stopper, restarter]
-        if self.checkpoint_dir is not None or resume_state is not None:
-            from ..checkpoint import CHECKPOINT_NAME, check_same_run, tensor_fingerprint
+
+        def identity() -> dict[str, Any]:
+            from ..checkpoint import tensor_fingerprint
 
             settings = {name: getattr(self, name) for name in self._RUN_SETTINGS}
             settings.update(batch_size=self.batch_size_, precision=self.precision_)
-            run = run_identity(
+            return run_identity(
                 settings,
                 student,
                 self.dist_,
@@ -501,12 +508,11 @@ class CTCDistiller:
                 validation=None if val is None else tensor_fingerprint(xv, *val["targets"]),
                 alphabet=self.alphabet_.to_dict(),
             )
-            if resume_state is not None:
-                check_same_run(resume_state.run, run, resume_path)
-            if self.checkpoint_dir is not None:
-                path = Path(self.checkpoint_dir) / CHECKPOINT_NAME
-                callbacks.append(Checkpointing(path, run, int(self.checkpoint_every)))
-                self.checkpoint_path_ = path
+
+        checkpoint = checkpoint_plan(self.checkpoint_dir, resume_state, resume_path, identity)
+        if checkpoint is not None:
+            callbacks.append(Checkpointing(*checkpoint, every=int(self.checkpoint_every)))
+            self.checkpoint_path_ = checkpoint[0]
         if self.progress and main:
             desc = self.progress if isinstance(self.progress, str) else "ctc"
             callbacks.append(ProgressBar(desc, "val_cer" if val is not None else None))
