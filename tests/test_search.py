@@ -1,0 +1,53 @@
+"""temperature="auto" / alpha="auto": chosen on validation rows, recorded, with clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from toy import LinearTeacher
+
+from crosskd import MLP, ConfigError, Distiller
+from crosskd.search import ALPHAS, TEMPERATURES
+
+
+def _data(n=300, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    W = rng.normal(size=(4, k)) * 2
+    return X, (X @ W + rng.gumbel(size=(n, k))).argmax(1), W
+
+
+def test_auto_pair_is_chosen_on_validation_and_recorded(tmp_path):
+    X, y, W = _data()
+    d = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), temperature="auto", alpha="auto",
+                  epochs=6, progress=False, device="cpu")  # fmt: skip
+    d.fit(X[:240], y[:240], eval_set=(X[240:], y[240:]))
+    search = d.search_
+    assert search["metric"] == "val_log_loss" and search["epochs_per_trial"] == 3
+    assert len(search["trials"]) == len(TEMPERATURES) * len(ALPHAS)
+    best = max(search["trials"], key=lambda t: t["score"])
+    assert search["chosen"] == {"temperature": best["temperature"], "alpha": best["alpha"]}
+    assert (d.temperature_, d.alpha_) == (best["temperature"], best["alpha"])
+    assert d.temperature == "auto"  # the setting stays as given (scikit-learn's rule)
+    assert isinstance(search["uncertain"], bool)
+    d.save(tmp_path / "s.safetensors")  # the chosen values are saved, not "auto"
+
+
+def test_only_the_auto_setting_varies_and_binary_uses_average_precision():
+    X, y, W = _data(k=2)
+    d = Distiller(LinearTeacher(W), MLP(4, 2, hidden=(8,)), temperature="auto", alpha=0.7,
+                  epochs=4, validation_fraction=0.25, progress=False, device="cpu")  # fmt: skip
+    d.fit(X, y)
+    assert [t["alpha"] for t in d.search_["trials"]] == [0.7] * len(TEMPERATURES)
+    assert d.search_["metric"] == "val_average_precision" and d.alpha_ == 0.7
+
+
+def test_auto_needs_validation_rows_and_labels():
+    X, y, W = _data()
+    with pytest.raises(ConfigError, match="eval_set=.*validation_fraction"):
+        Distiller(LinearTeacher(W), MLP(4, 3), temperature="auto", progress=False).fit(X, y)
+    with pytest.raises(ConfigError, match="temperature='auto'"):
+        Distiller(LinearTeacher(W), MLP(4, 3), temperature="auto", alpha=1.0,
+                  validation_fraction=0.2, progress=False).fit(X)  # fmt: skip
+    with pytest.raises(ConfigError, match="temperature"):
+        Distiller(LinearTeacher(W), MLP(4, 3), temperature="hot", progress=False).fit(X, y)
