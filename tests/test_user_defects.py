@@ -1,0 +1,156 @@
+"""Issue 17, "The first hour of a new user": each of these tests failed before its fix."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import crosskd
+from crosskd.exceptions import DataError
+
+lgb = pytest.importorskip("lightgbm")
+
+# Column names LightGBM rewrites (space -> "_") or refuses (JSON characters, line breaks), plus
+# dots, a slash, a percent sign and non-ASCII letters it keeps.
+ODD_NAMES = [
+    "mean radius",
+    "ratio.a/b",
+    "bucket[0]",
+    "key:value",
+    'quote"d',
+    "a,b",
+    "{set}",
+    "prix (€)",
+    "größe",
+    "50%",
+    "two\nlines",
+]
+
+TINY_LGBM = {"n_estimators": 8, "num_leaves": 4, "min_child_samples": 5, "n_jobs": 1}
+
+
+def odd_frame(n: int = 240, seed: int = 0, names=ODD_NAMES) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, len(names))), columns=names)
+    y = (X.iloc[:, 0] - X.iloc[:, -1] > 0).astype(int).to_numpy()
+    return X, y
+
+
+# ------------------------------------------------------------------------ 1. LightGBM column names
+
+
+def test_fit_lightgbm_takes_any_column_names():
+    from crosskd.tabular.gbdt import fit_lightgbm, lightgbm_feature_names
+
+    X, y = odd_frame()
+    X["segment"] = np.where(y == 1, "retail", "online")  # a string column too
+    X["flag"] = X["größe"] > 0  # and a bool one
+    model = fit_lightgbm(X, y, eval_set=(X.iloc[:60], y[:60]), params=TINY_LGBM)
+    teacher = crosskd.LightGBMTeacher(model)
+    proba = teacher.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    assert ((proba[:, 1] > 0.5) == y).mean() > 0.8
+    # Columns are matched by their original names, in any order, extra columns ignored.
+    shuffled = X[list(reversed(X.columns))].assign(extra=1.0)
+    np.testing.assert_allclose(teacher.predict_proba(shuffled), proba)
+    # The names LightGBM holds are the documented, reversible ones.
+    names = lightgbm_feature_names(X.columns)
+    assert list(model.booster_.feature_name()) == names
+    assert teacher.feature_columns(X.columns) == dict(zip(names, X.columns, strict=True))
+    # A saved model file keeps the mapping: its names alone say which column feeds which input.
+    again = crosskd.LightGBMTeacher(lgb.Booster(model_str=model.booster_.model_to_string()))
+    np.testing.assert_allclose(again.predict_proba(shuffled), proba, rtol=1e-6)
+
+
+def test_lightgbm_feature_names_are_safe_distinct_and_readable():
+    from crosskd.tabular.gbdt import lightgbm_feature_names
+
+    names = lightgbm_feature_names(["a b", "a_b", "a%20b", "x[1]", "plain", 7, "größe"])
+    assert len(set(names)) == 7
+    assert names[1] == "a_b" and names[4] == "plain" and names[5] == "7" and names[6] == "größe"
+    for name in names:
+        assert not set(name) & set('",:[]{} \n\r')
+    with pytest.raises(DataError, match="appears twice"):
+        lightgbm_feature_names(["a", "a"])
+
+
+def test_fit_lightgbm_space_and_underscore_twins():
+    from crosskd.tabular.gbdt import fit_lightgbm
+
+    X, y = odd_frame(names=["a b", "a_b", "c"])
+    model = fit_lightgbm(X, y, params=TINY_LGBM)
+    teacher = crosskd.LightGBMTeacher(model)
+    cols = teacher.feature_columns(X.columns)
+    assert sorted(cols.values()) == ["a b", "a_b", "c"]
+    swapped = X.rename(columns={"a b": "a_b", "a_b": "a b"})
+    assert not np.allclose(teacher.predict_proba(swapped), teacher.predict_proba(X))
+
+
+@pytest.mark.parametrize("form", ["classifier", "booster", "file"])
+def test_user_trained_lightgbm_with_spaces_and_unicode(form, tmp_path):
+    names = ["mean radius", "worst area", "ratio.a", "größe", "naïve score", "plain"]
+    X, y = odd_frame(names=names)
+    clf = lgb.LGBMClassifier(verbose=-1, **TINY_LGBM).fit(X, y)
+    assert "mean_radius" in clf.booster_.feature_name()  # LightGBM's own rewrite
+    if form == "classifier":
+        model = clf
+    elif form == "booster":
+        model = clf.booster_
+    else:
+        model = tmp_path / "model.txt"
+        clf.booster_.save_model(str(model))
+    teacher = crosskd.LightGBMTeacher(model)
+    np.testing.assert_allclose(
+        teacher.predict_proba(X[list(reversed(names))]), clf.predict_proba(X), rtol=1e-6
+    )
+
+
+def test_missing_column_message_names_only_what_is_missing():
+    names = ["mean radius", "worst area", "plain"]
+    X, y = odd_frame(names=names)
+    clf = lgb.LGBMClassifier(verbose=-1, **TINY_LGBM).fit(X, y)
+    teacher = crosskd.LightGBMTeacher(clf)
+    with pytest.raises(DataError) as err:
+        teacher.logits(X.drop(columns=["worst area"]))
+    message = str(err.value)
+    assert "lacks 1 of the 3" in message and "'worst_area'" in message
+    assert "mean_radius" not in message.split("Got columns")[0]  # given columns are not "missing"
+    assert "spaces" in message  # says how names are matched
+
+
+def test_lightgbm_bool_and_string_columns_as_in_training():
+    from crosskd.tabular.gbdt import fit_lightgbm
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "amount": rng.normal(size=300),
+            "flag": rng.random(300) > 0.5,
+            "kind": rng.choice(["x", "y"], 300),
+        }
+    )
+    y = ((X["amount"] + X["flag"]) > 0.5).astype(int).to_numpy()
+    model = fit_lightgbm(X, y, params=TINY_LGBM)
+    proba = crosskd.LightGBMTeacher(model).predict_proba(X)
+    assert proba.shape == (300, 2)
+
+
+def test_cli_distill_with_odd_column_names(tmp_path):
+    from crosskd.cli import main
+
+    names = [n for n in ODD_NAMES if "\n" not in n]  # a CSV header holds no line break
+    X, y = odd_frame(n=300, names=names)
+    X["target"] = y
+    data = tmp_path / "bc.csv"
+    X.to_csv(data, index=False)
+    out = tmp_path / "run"
+    argv = ["distill", "--data", str(data), "--target", "target", "--out", str(out)]
+    assert main([*argv, "--epochs", "2", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["teacher"]["metrics"]["roc_auc"] > 0.8
+    # The teacher file it wrote scores the original CSV columns.
+    teacher = crosskd.LightGBMTeacher(next(out.glob("teacher*.txt")))
+    assert teacher.predict_proba(pd.read_csv(data)).shape == (300, 2)
