@@ -154,3 +154,73 @@ def test_cli_distill_with_odd_column_names(tmp_path):
     # The teacher file it wrote scores the original CSV columns.
     teacher = crosskd.LightGBMTeacher(next(out.glob("teacher*.txt")))
     assert teacher.predict_proba(pd.read_csv(data)).shape == (300, 2)
+
+
+def test_kdclassifier_unfitted_lgbm_on_string_columns_in_cross_val_score():
+    from sklearn.model_selection import cross_val_score
+
+    X, y = odd_frame(n=200, names=["mean radius", "b"])
+    X["merchant"] = np.where(np.arange(200) % 3 == 0, "online", "shop")
+    clf = crosskd.KDClassifier(
+        teacher=lgb.LGBMClassifier(verbose=-1, **TINY_LGBM),
+        hidden=(4,),
+        epochs=25,
+        batch_size=100,
+        lr=5e-2,
+    )
+    scores = cross_val_score(clf, X, y, cv=2, scoring="roc_auc", error_score="raise")
+    assert scores.shape == (2,) and np.all(scores > 0.8)
+
+
+# ------------------------------------------------------------------------ 7. anomaly teacher scale
+
+
+@pytest.fixture(scope="module")
+def detector_data():
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(380, 4)), rng.normal(loc=4.0, size=(20, 4))])
+    return X, IsolationForest(n_estimators=30, random_state=0).fit(X)
+
+
+def test_anomaly_scale_is_fitted_from_the_score_spread(detector_data):
+    X, detector = detector_data
+    teacher = crosskd.SklearnTeacher(detector)  # the default: "auto"
+    p = teacher.predict_proba(X)[:, 1]
+    # The probabilities use the range (with a slope of 1 they all lay within 0.44-0.56) ...
+    assert np.quantile(p, 0.95) - np.quantile(p, 0.05) > 0.5
+    # ... the detector's own threshold stays at P = 0.5 ...
+    np.testing.assert_array_equal(p > 0.5, detector.predict(X) == -1)
+    # ... and the slope is the documented one: pi / (sqrt(3) * robust std of d).
+    d = detector.decision_function(X)
+    sigma = 1.4826 * np.median(np.abs(d - np.median(d)))
+    assert teacher.anomaly_scale_ == pytest.approx(np.pi / (np.sqrt(3) * sigma))
+    assert teacher.info.extra["anomaly_scale"] == pytest.approx(teacher.anomaly_scale_)
+    # Fitted once: later calls, on any rows, use the same slope.
+    np.testing.assert_allclose(teacher.predict_proba(X[:5])[:, 1], p[:5], rtol=1e-6)
+
+
+def test_anomaly_scale_fitted_explicitly_or_fixed(detector_data):
+    X, detector = detector_data
+    teacher = crosskd.SklearnTeacher(detector).fit_anomaly_scale(X)
+    assert teacher.predict_proba(X[:2]).shape == (2, 2)  # few rows are fine once fitted
+    fixed = crosskd.SklearnTeacher(detector, anomaly_scale=1.0)
+    assert fixed.anomaly_scale_ == 1.0
+    p = fixed.predict_proba(X[:2])[:, 1]
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(detector.decision_function(X[:2]))), rtol=1e-6)
+    with pytest.raises(DataError, match="fit_anomaly_scale"):
+        crosskd.SklearnTeacher(detector).predict_proba(X[:3])  # 3 rows say nothing of the spread
+
+
+def test_kdclassifier_fits_the_anomaly_scale_on_its_training_rows(detector_data):
+    from sklearn.ensemble import IsolationForest
+
+    X, _ = detector_data
+    y = np.r_[np.zeros(380, int), np.ones(20, int)]
+    clf = crosskd.KDClassifier(
+        teacher=IsolationForest(n_estimators=30, random_state=0), hidden=(4,), epochs=1
+    ).fit(X, y)
+    d = clf.teacher_.model.decision_function(X)
+    sigma = 1.4826 * np.median(np.abs(d - np.median(d)))
+    assert clf.teacher_.anomaly_scale_ == pytest.approx(np.pi / (np.sqrt(3) * sigma))
