@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -170,6 +172,25 @@ def test_kdclassifier_unfitted_lgbm_on_string_columns_in_cross_val_score():
     )
     scores = cross_val_score(clf, X, y, cv=2, scoring="roc_auc", error_score="raise")
     assert scores.shape == (2,) and np.all(scores > 0.8)
+
+
+# ------------------------------------------------------------------------ 6. file modes
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_atomic_writes_respect_the_umask(tmp_path, mask):
+    from crosskd._atomic import atomic_path, write_json
+
+    old = os.umask(mask)
+    try:
+        written = write_json(tmp_path / "report.json", {"a": 1})
+        with atomic_path(tmp_path / "model.bin") as tmp:
+            tmp.write_bytes(b"weights")
+    finally:
+        os.umask(old)
+    for path in (written, tmp_path / "model.bin"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
 
 
 # ------------------------------------------------------------------------ 7. anomaly teacher scale
