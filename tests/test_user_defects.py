@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import crosskd
 from crosskd.exceptions import DataError
@@ -245,3 +247,111 @@ def test_kdclassifier_fits_the_anomaly_scale_on_its_training_rows(detector_data)
     d = clf.teacher_.model.decision_function(X)
     sigma = 1.4826 * np.median(np.abs(d - np.median(d)))
     assert clf.teacher_.anomaly_scale_ == pytest.approx(np.pi / (np.sqrt(3) * sigma))
+
+
+# ------------------------------------------------------------------------ 10. unreadable images
+
+
+def _image_folder(root, bad=("1/broken.png", "0/empty.png")):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("0", "1"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 255, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"img{i}.png")
+    (root / bad[0]).write_bytes(b"not a png at all")
+    (root / bad[1]).write_bytes(b"")
+    return [root / b for b in bad]
+
+
+def test_image_folder_lists_every_unreadable_file(tmp_path):
+    from crosskd.vision import read_image_folder
+
+    bad = _image_folder(tmp_path)
+    with pytest.raises(DataError) as err:
+        read_image_folder(tmp_path)
+    message = str(err.value)
+    assert "2 of the 8 image files" in message
+    assert all(str(b) in message for b in bad)
+    assert "skip_unreadable=True" in message
+    with pytest.warns(UserWarning, match="skipped 2 unreadable") as record:
+        x, y, classes = read_image_folder(tmp_path, skip_unreadable=True)
+    assert all(str(b) in str(record[0].message) for b in bad)
+    assert x.shape == (6, 1, 8, 8) and list(y) == [0, 0, 0, 1, 1, 1]
+
+
+def test_image_folder_lists_only_the_first_unreadable_files(tmp_path):
+    from crosskd.vision import load_images
+
+    _image_folder(tmp_path)
+    for i in range(12):
+        (tmp_path / "0" / f"junk{i:02d}.png").write_bytes(b"junk")
+    with pytest.raises(DataError) as err:
+        load_images(tmp_path)
+    message = str(err.value)
+    assert "14 of the 20 image files" in message and "and 4 more" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_images(tmp_path, skip_unreadable=True)[0].shape[0] == 6
+
+
+def _textline_folder(root):
+    from PIL import Image
+
+    root.mkdir()
+    for label in ("ab12", "cd34", "ef56"):
+        Image.fromarray(np.full((10, 30), 200, np.uint8)).save(root / f"{label}.png")
+    (root / "zz99.png").write_bytes(b"broken")
+    (root / "yy00.png").write_bytes(b"")
+    return root
+
+
+def test_textline_readers_list_every_unreadable_file(tmp_path):
+    from crosskd.vision import load_textlines
+
+    folder = _textline_folder(tmp_path / "lines")
+    with pytest.raises(DataError) as err:
+        load_textlines(folder, height=16)
+    assert "2 of the 5 image files" in str(err.value)
+    assert "zz99.png" in str(err.value) and "yy00.png" in str(err.value)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        images, labels, files = load_textlines(folder, height=16, skip_unreadable=True)
+    assert labels == ["ab12", "cd34", "ef56"] and images.shape[0] == 3 == len(files)
+
+    tsv = tmp_path / "lines.tsv"
+    tsv.write_text("".join(f"lines/{f.name}\t{f.stem}\n" for f in sorted(folder.iterdir())))
+    with pytest.raises(DataError, match="2 of the 5 image files"):
+        load_textlines(tsv, height=16)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+        _, labels, _ = load_textlines(tsv, height=16, skip_unreadable=True)
+    assert labels == ["ab12", "cd34", "ef56"]
+
+
+# ------------------------------------------------------------------------ 10. missing batch axis
+
+
+def test_single_image_without_batch_axis_says_add_it(tmp_path):
+    from crosskd.vision import ImageMLP, SmallCNN
+
+    image = torch.rand(1, 12, 12)
+    with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
+        SmallCNN(in_chans=1, num_classes=2, width=4)(image)
+    with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
+        SmallCNN(in_chans=3, num_classes=2, width=4)(torch.rand(3, 12, 12))
+    with pytest.raises(DataError, match=r"add the channel axis: x\[:, None\]"):
+        SmallCNN(in_chans=1, num_classes=2, width=4)(torch.rand(5, 12, 12))
+    with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
+        ImageMLP(input_shape=(3, 8, 8), num_classes=2, hidden=(4,))(torch.rand(3, 8, 8))
+
+    # The message a loaded student gives for a single image.
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 1, 12, 12)).astype(np.float32)
+    distiller = crosskd.Distiller(
+        None, SmallCNN(in_chans=1, num_classes=2, width=4), epochs=1, alpha=0.0, progress=False
+    ).fit(x, rng.integers(0, 2, 20))
+    loaded = crosskd.load(distiller.save(tmp_path / "cnn.safetensors"))
+    with pytest.raises(DataError, match=r"x\[None\]"):
+        loaded.predict(x[0])
+    assert loaded.predict(x[0][None]).shape == (1,)
