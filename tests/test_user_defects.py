@@ -355,3 +355,12 @@ def test_single_image_without_batch_axis_says_add_it(tmp_path):
     with pytest.raises(DataError, match=r"x\[None\]"):
         loaded.predict(x[0])
     assert loaded.predict(x[0][None]).shape == (1,)
+
+
+def test_preprocess_refuses_one_colour_image_without_the_batch_axis():
+    from crosskd.vision import ImagePreprocess
+
+    with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
+        ImagePreprocess(in_chans=3)(torch.rand(3, 8, 8))  # was read as 3 grey images
+    assert ImagePreprocess(in_chans=3)(torch.rand(3, 1, 8, 8)).shape == (3, 3, 8, 8)
+    assert ImagePreprocess(in_chans=1)(torch.rand(5, 8, 8)).shape == (5, 1, 8, 8)  # (N, H, W)
