@@ -142,8 +142,12 @@ def test_lightgbm_bool_and_string_columns_as_in_training():
     assert proba.shape == (300, 2)
 
 
-def test_cli_distill_with_odd_column_names(tmp_path):
+def test_cli_distill_with_odd_column_names(tmp_path, monkeypatch):
     from crosskd.cli import main
+    from crosskd.tabular import gbdt
+
+    for key, value in TINY_LGBM.items():  # a small teacher: the names are what is tested
+        monkeypatch.setitem(gbdt.DEFAULT_PARAMS, key, value)
 
     names = [n for n in ODD_NAMES if "\n" not in n]  # a CSV header holds no line break
     X, y = odd_frame(n=300, names=names)
