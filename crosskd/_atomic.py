@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,14 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     LightGBM, ...). When the block ends normally, the file is flushed to disk and renamed over
     ``target`` (and the rename itself made durable where the platform allows it); when it raises,
     the temporary file is removed and ``target`` is left as it was.
+
+    The file gets the permissions a plain ``open(target, "w")`` would give a new file: ``0o666``
+    less the process umask (``0o644`` under the usual umask 022), so a service running under
+    another account can read what was written. (``tempfile.mkstemp`` would leave it ``0o600``.)
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temporary(target)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -37,6 +39,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+
+
+def _new_temporary(target: Path) -> Path:
+    """Create an empty, new file next to ``target`` with mode ``0o666`` less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask, as for open()
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"Could not create a temporary file next to {str(target)!r}.")
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> Path:

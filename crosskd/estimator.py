@@ -9,12 +9,14 @@ The teacher can be
 
 - any crosskd :class:`~crosskd.teachers.Teacher` (used as is);
 - a fitted scikit-learn classifier, pipeline or anomaly detector (wrapped in
-  :class:`~crosskd.teachers.SklearnTeacher`) or a fitted LightGBM model (wrapped in
+  :class:`~crosskd.teachers.SklearnTeacher`; an anomaly detector's slope of P(anomaly) is fitted
+  on the training rows, see its ``anomaly_scale``) or a fitted LightGBM model (wrapped in
   :class:`~crosskd.teachers.LightGBMTeacher`);
 - an *unfitted* scikit-learn / LightGBM estimator, which ``fit`` clones and fits on the training
-  rows first. This is what happens inside ``cross_val_score`` and ``GridSearchCV``: ``clone`` turns
-  a fitted teacher into an unfitted copy, so every fold gets a teacher that never saw its test rows
-  (no leakage);
+  rows first (a LightGBM model on the rows as :func:`crosskd.fit_lightgbm` gives them: text and
+  bool columns as categories, any column names). This is what happens inside ``cross_val_score``
+  and ``GridSearchCV``: ``clone`` turns a fitted teacher into an unfitted copy, so every fold gets
+  a teacher that never saw its test rows (no leakage);
 - None: the student learns from the labels only (``alpha`` and ``temperature`` have no effect),
   the "student alone" baseline.
 """
@@ -169,21 +171,32 @@ class KDClassifier(ClassifierMixin, BaseEstimator):
                 f"a {type(teacher).__name__}. Wrap torch modules in crosskd.ModuleTeacher."
             )
         fitted = _is_fitted(teacher)
+        lightgbm = type(teacher).__module__.split(".")[0] == "lightgbm"
         if self.fit_teacher is True or (self.fit_teacher == "auto" and not fitted):
             teacher = clone(teacher)
-            teacher.fit(X, y)
+            if lightgbm:
+                from .tabular.gbdt import to_lightgbm_frame
+
+                # As crosskd distill does: text and bool columns become categories, and column
+                # names LightGBM refuses are escaped (LightGBMTeacher maps them back).
+                teacher.fit(to_lightgbm_frame(X), y)
+            else:
+                teacher.fit(X, y)
         elif not fitted:
             raise TeacherError(
                 f"The teacher {type(teacher).__name__} is not fitted and fit_teacher=False. Fit it "
                 "first, or pass fit_teacher='auto' to fit a copy on the training rows."
             )
-        if type(teacher).__module__.split(".")[0] == "lightgbm":
+        if lightgbm:
             from .teachers.lightgbm import LightGBMTeacher
 
             return LightGBMTeacher(teacher)
         from .teachers.sklearn import SklearnTeacher
 
-        return SklearnTeacher(teacher)
+        wrapped = SklearnTeacher(teacher)
+        if wrapped.info.extra.get("method") == "anomaly" and wrapped.anomaly_scale_ is None:
+            wrapped.fit_anomaly_scale(X)  # the slope of P(anomaly) from these training rows
+        return wrapped
 
     # ------------------------------------------------------------------ fit / predict
 

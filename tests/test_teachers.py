@@ -398,7 +398,8 @@ def test_lightgbm_str_column_without_categorical_training(data) -> None:
 
 def test_sklearn_anomaly_mapping_sign(data) -> None:
     detector = IsolationForest(n_estimators=20, random_state=0).fit(data["X"])
-    teacher = SklearnTeacher(detector)
+    # anomaly_scale="auto" fits its slope on the training rows before scoring a 2-row probe.
+    teacher = SklearnTeacher(detector).fit_anomaly_scale(data["X"])
     assert teacher.info.classes == (0, 1)
     probe = pd.DataFrame([[0.0] * N_FEATURES, [8.0] * N_FEATURES], columns=data["X"].columns)
     p_anomaly = teacher.predict_proba(probe)[:, 1]

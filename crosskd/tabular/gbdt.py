@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
+from ..teachers.lightgbm import lightgbm_feature_names
 
-__all__ = ["fit_lightgbm", "to_lightgbm_frame"]
+__all__ = ["fit_lightgbm", "to_lightgbm_frame", "lightgbm_feature_names"]
 
 #: Defaults that gave a stable teacher on the fraud data (shallow trees, small learning rate).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -26,11 +27,18 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 
 def to_lightgbm_frame(X: Any) -> pd.DataFrame | np.ndarray:
-    """Return X in a form LightGBM accepts: string / object / bool columns become ``category``."""
+    """Return X in a form LightGBM accepts: names it keeps, and numbers or categories.
+
+    String / object / bool columns become ``category``; columns are renamed with
+    :func:`lightgbm_feature_names` (LightGBM refuses ``" , : [ ] { }`` in a name and rewrites
+    spaces), which :class:`crosskd.LightGBMTeacher` maps back to the original columns. An array is
+    returned as a numpy array.
+    """
     if not isinstance(X, pd.DataFrame):
         return np.asarray(X)
     out = X.copy()
-    for name in out.columns:
+    out.columns = lightgbm_feature_names(X.columns)
+    for name, original in zip(out.columns, X.columns, strict=True):
         dtype = out[name].dtype
         if (
             pd.api.types.is_object_dtype(dtype)
@@ -40,7 +48,7 @@ def to_lightgbm_frame(X: Any) -> pd.DataFrame | np.ndarray:
             out[name] = out[name].astype("category")
         elif pd.api.types.is_datetime64_any_dtype(dtype):
             raise DataError(
-                f"Column {name!r} holds dates ({dtype}); LightGBM needs numbers. Convert it (for "
+                f"Column {original!r} holds dates ({dtype}); LightGBM needs numbers. Convert it (for "
                 "example to a day of week or seconds since an origin) or drop it with --drop."
             )
     return out
@@ -57,8 +65,12 @@ def fit_lightgbm(
 ):
     """Fit an ``lightgbm.LGBMClassifier`` teacher (binary or multiclass, chosen from ``y``).
 
+    The features are named with :func:`lightgbm_feature_names` (any column name works: LightGBM
+    itself refuses ``[``, ``:``, ... and rewrites spaces), and :class:`crosskd.LightGBMTeacher`
+    matches the original columns to them, in any order.
+
     Args:
-        X: training rows; string columns are used as categorical features.
+        X: training rows; string and bool columns are used as categorical features.
         y: labels.
         eval_set: ``(X_val, y_val)`` for early stopping on validation log-loss.
         params: overrides of :data:`DEFAULT_PARAMS` (any LGBMClassifier argument).

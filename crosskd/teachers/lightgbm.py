@@ -15,6 +15,18 @@ Other objectives are refused with a :class:`~crosskd.exceptions.TeacherError` th
 ``multiclassova`` (independent sigmoids that do not sum to 1), custom objectives (no known link),
 and regression / ranking objectives (no classes).
 
+**Column names.** LightGBM does not keep every DataFrame column name as given: it replaces spaces
+with ``_`` and refuses names holding any of ``" , : [ ] { }`` ("Do not support special JSON
+characters in feature name"); a line break splits its model file. When crosskd trains LightGBM
+(:func:`crosskd.fit_lightgbm`, ``KDClassifier``, ``crosskd distill``) it names the features with
+:func:`lightgbm_feature_names`: those characters and ``%`` are percent-escaped (``bucket[0]`` ->
+``bucket%5B0%5D``), spaces become ``_`` as LightGBM would make them (``%20`` instead, only when that
+would merge two names, such as ``a b`` and ``a_b``). The names are reversible, so a model file
+alone says which column feeds each input. :meth:`LightGBMTeacher.feature_columns` matches a
+DataFrame's columns to the model's inputs by name: exactly, then as LightGBM rewrites them (spaces
+-> ``_``: a model you trained on ``mean radius`` takes a frame with ``mean radius``), then as
+crosskd names them.
+
 ``lightgbm`` is imported only when a :class:`LightGBMTeacher` is created.
 """
 
@@ -23,7 +35,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +46,12 @@ import torch
 from ..exceptions import BundleError, DataError, NotFittedError, TeacherError
 from .base import Teacher, TeacherInfo, align_features, binary_logits_from_margin
 
-__all__ = ["LightGBMTeacher"]
+__all__ = ["LightGBMTeacher", "lightgbm_feature_names"]
+
+#: Characters crosskd percent-escapes in a LightGBM feature name: those LightGBM refuses (its JSON
+#: check), line breaks (one line of the model file holds every name) and the escape character.
+_ESCAPED = frozenset('%",:[]{}\n\r')
+_ESCAPE_CODE = re.compile(r"%([0-9A-F]{2})")
 
 #: Objectives whose raw score is a logit, after scaling by the sigmoid parameter for "binary".
 _SUPPORTED = ("binary", "cross_entropy", "multiclass")
@@ -62,11 +80,13 @@ class LightGBMTeacher(Teacher):
         batch_size: rows scored per call of ``Booster.predict``; None scores all rows at once.
 
     Input rows (``logits(X)``) may be a DataFrame, a numpy array or a torch tensor of shape
-    ``(n_samples, n_features)``. A DataFrame is matched to the model's features by column name
-    (reordered, extra columns ignored; missing columns raise :class:`DataError`), unless the model was
-    trained without names (``Column_0``, ...), in which case columns are taken in order. String
-    columns (pandas' ``str`` or ``object`` dtype) are turned into ``category`` columns, which LightGBM
-    maps with the categories it stored at training time.
+    ``(n_samples, n_features)``. A DataFrame is matched to the model's features by column name (see
+    :meth:`feature_columns`: reordered, extra columns ignored, names matched as LightGBM and crosskd
+    rewrite them; missing columns raise :class:`DataError`), unless the model was trained without
+    names (``Column_0``, ...), in which case columns are taken in order. The columns of the model's
+    pandas ``category`` features (string, bool or other columns made categorical for training, as
+    :func:`crosskd.fit_lightgbm` does) are turned into ``category`` columns, which LightGBM maps with
+    the categories it stored at training time.
 
     Attributes:
         info: ``num_classes``, ``classes`` (``LGBMClassifier.classes_`` when given one, else
@@ -148,6 +168,13 @@ class LightGBMTeacher(Teacher):
         self.batch_size = batch_size
         self._objective = name
         self._n_categorical = len(booster.pandas_categorical or [])
+        positions = _categorical_positions(text)
+        # The features that were pandas category columns, when the model file says which they are.
+        self._category_positions = (
+            positions
+            if self._n_categorical and positions and len(positions) == self._n_categorical
+            else None
+        )
         extra: dict[str, Any] = {
             "objective": objective,
             "num_trees": booster.num_trees(),
@@ -177,20 +204,94 @@ class LightGBMTeacher(Teacher):
             return torch.from_numpy(raw.reshape(raw.shape[0], -1)).float()
         return binary_logits_from_margin(raw, self._scale)
 
+    def feature_columns(self, columns: Iterable[Any]) -> dict[str, Any]:
+        """Which of ``columns`` (a DataFrame's column labels) feeds each input of the model.
+
+        A model input named ``f`` takes the column whose name is ``f`` exactly; failing that, the
+        one column whose name becomes ``f`` as LightGBM rewrites names (spaces -> ``_``) or as
+        crosskd names them for LightGBM (:func:`lightgbm_feature_names`).
+
+        Args:
+            columns: the column labels of the rows to score.
+
+        Returns:
+            ``{model input name: column label}`` in the model's input order.
+
+        Raises:
+            DataError: inputs that no column feeds (the message lists them, how names are matched,
+                and the columns given), or two columns that match one input equally well.
+        """
+        columns = list(columns)
+        features = self.info.feature_names or ()
+        exact: dict[str, list[Any]] = {}
+        rewritten: dict[str, list[Any]] = {}
+        for col in columns:
+            text = str(col)
+            exact.setdefault(text, []).append(col)
+            for key in _name_keys(text) - {text}:
+                rewritten.setdefault(key, []).append(col)
+        found: dict[str, Any] = {}
+        missing = []
+        for feature in features:
+            candidates = exact.get(feature) or rewritten.get(feature) or []
+            if not candidates:
+                missing.append(feature)
+            elif len(candidates) > 1:
+                raise DataError(
+                    f"LightGBMTeacher: columns {[str(c) for c in candidates]} all match the model's "
+                    f"input {feature!r}. Keep only the column the model was trained on."
+                )
+            else:
+                found[feature] = candidates[0]
+        if missing:
+            shown = ", ".join(_shown_name(m) for m in missing[:10])
+            more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+            raise DataError(
+                f"LightGBMTeacher: the DataFrame lacks {len(missing)} of the {len(features)} "
+                f"columns the model was trained on: {shown}{more}. Got columns "
+                f"{[str(c) for c in columns][:20]}. Names are matched exactly, or as LightGBM "
+                "stores them (spaces become '_'; crosskd percent-escapes the characters LightGBM "
+                "refuses, e.g. '[' as %5B). Pass a DataFrame with every training column (extra "
+                "columns are ignored, order does not matter)."
+            )
+        used = Counter(str(c) for c in found.values())
+        twice = sorted(c for c, k in used.items() if k > 1)
+        if twice:
+            raise DataError(
+                f"LightGBMTeacher: column(s) {twice} match more than one input of the model "
+                f"(its inputs: {list(features)[:20]}). Rename the columns as in training."
+            )
+        return found
+
     def _prepare(self, X: Any) -> Any:
         if torch.is_tensor(X):
             X = X.detach().cpu().numpy()
         elif not hasattr(X, "shape"):
             X = np.asarray(X)
-        names = self.info.feature_names if self._match_names else None
-        X = align_features(X, names, self.info.n_features, "LightGBMTeacher")
         if hasattr(X, "columns") and hasattr(X, "iloc"):
-            X = self._strings_to_category(X)
-        return X
+            if self._match_names:
+                found = self.feature_columns(X.columns)
+                wanted = list(found.values())
+                if list(X.columns) != wanted:
+                    X = X[wanted]
+            else:
+                X = align_features(X, None, self.info.n_features, "LightGBMTeacher")
+            return self._to_category(X)
+        return align_features(X, None, self.info.n_features, "LightGBMTeacher")
 
-    def _strings_to_category(self, X: Any) -> Any:
+    def _to_category(self, X: Any) -> Any:
         import pandas as pd
 
+        if self._category_positions is not None:
+            convert = [
+                X.columns[i]
+                for i in self._category_positions
+                if not isinstance(X.iloc[:, i].dtype, pd.CategoricalDtype)
+            ]
+            if convert:
+                X = X.copy()
+                for c in convert:
+                    X[c] = X[c].astype("category")
         text_cols = [
             c for c in X.columns if X[c].dtype == object or isinstance(X[c].dtype, pd.StringDtype)
         ]
@@ -214,6 +315,81 @@ class LightGBMTeacher(Teacher):
                 "dtype, as in training."
             )
         return X
+
+
+def lightgbm_feature_names(columns: Iterable[Any]) -> list[str]:
+    """The feature names crosskd gives LightGBM for DataFrame columns: safe, distinct, reversible.
+
+    ``" , : [ ] { }`` (which LightGBM refuses), line breaks and ``%`` are percent-escaped
+    (``bucket[0]`` -> ``bucket%5B0%5D``, ``50%`` -> ``50%25``); spaces become ``_``, as LightGBM
+    itself would make them, or ``%20`` where ``_`` would merge two names (``a b`` next to ``a_b``).
+    Other characters (dots, slashes, accents, any script) are kept. Non-string labels are
+    ``str()``-ed. :class:`LightGBMTeacher` matches the original columns to these names.
+
+    Args:
+        columns: the DataFrame's column labels, in order.
+
+    Returns:
+        One name per column, in the same order.
+
+    Raises:
+        DataError: two labels are the same once ``str()``-ed (e.g. ``1`` and ``"1"``).
+
+    Example:
+        >>> lightgbm_feature_names(["mean radius", "bucket[0]", "größe"])
+        ['mean_radius', 'bucket%5B0%5D', 'größe']
+    """
+    texts = [str(c) for c in columns]
+    repeated = sorted(t for t, k in Counter(texts).items() if k > 1)
+    if repeated:
+        raise DataError(
+            f"Column name(s) {repeated[:10]} appears twice (after str()); LightGBM needs distinct "
+            "feature names. Rename the columns."
+        )
+    escaped = [_escape(t) for t in texts]
+    readable = [e.replace(" ", "_") for e in escaped]
+    clashes = Counter(readable)
+    return [
+        r if clashes[r] == 1 else e.replace(" ", "%20")
+        for r, e in zip(readable, escaped, strict=True)
+    ]
+
+
+def _escape(text: str) -> str:
+    return "".join(f"%{ord(ch):02X}" if ch in _ESCAPED else ch for ch in text)
+
+
+def _name_keys(text: str) -> set[str]:
+    """The names a column called ``text`` may have in a LightGBM model."""
+    escaped = _escape(text)
+    return {
+        text,
+        text.replace(" ", "_"),  # LightGBM's own rewrite
+        escaped.replace(" ", "_"),  # crosskd's names (lightgbm_feature_names)
+        escaped.replace(" ", "%20"),
+    }
+
+
+def _shown_name(feature: str) -> str:
+    """A model input's name for a message; crosskd's escapes decoded where there are any."""
+    decoded = _ESCAPE_CODE.sub(
+        lambda m: (
+            chr(int(m.group(1), 16)) if chr(int(m.group(1), 16)) in _ESCAPED | {" "} else m.group(0)
+        ),
+        feature,
+    )
+    return repr(feature) if decoded == feature else f"{decoded!r} (stored as {feature!r})"
+
+
+def _categorical_positions(text: str) -> tuple[int, ...] | None:
+    """The indices in the model file's ``[categorical_feature: ...]`` line, or None."""
+    match = re.search(r"^\[categorical_feature: ?(.*)\]$", text, flags=re.MULTILINE)
+    if not match or not match.group(1).strip():
+        return None
+    try:
+        return tuple(int(v) for v in match.group(1).split(","))
+    except ValueError:
+        return None
 
 
 def _read_model_text(path: Path) -> str:

@@ -18,6 +18,7 @@ from .base import (
     align_features,
     binary_logits_from_margin,
     logits_from_proba,
+    num_rows,
 )
 
 __all__ = ["SklearnTeacher"]
@@ -53,14 +54,34 @@ class SklearnTeacher(Teacher):
         P(anomaly) = sigmoid(-anomaly_scale * d)
 
     which is 0.5 exactly at the detector's threshold and tends to 1 for clear outliers.
-    ``anomaly_scale`` sets how sharp the probabilities are (``d`` has different units for each
-    detector); it does not move the threshold.
+    ``anomaly_scale`` is this adapter's mapping of a score to a logit (``d`` has different units
+    for each detector); it sets how sharp the probabilities are and never moves the threshold. It is
+    not the distillation temperature, which is applied later, in :func:`crosskd.losses.soften`.
+
+    ``anomaly_scale="auto"`` (the default) fits the slope from the spread of the detector's scores
+    on the training rows::
+
+        anomaly_scale = pi / (sqrt(3) * sigma),   sigma = 1.4826 * median(|d - median(d)|)
+
+    (sigma is a robust standard deviation of ``d``, which the outliers hardly move). A logistic
+    variable of standard deviation sigma turns into a uniform one under this sigmoid, so the
+    training rows' P(anomaly) spread over (0, 1) instead of bunching around 0.5: with a slope of 1,
+    an ``IsolationForest``'s P(anomaly) lie within about [0.44, 0.52] on fraud data. The training
+    rows are the rows given to :meth:`fit_anomaly_scale`, or else the first rows the teacher scores
+    (:class:`crosskd.Distiller` scores its training rows first; :class:`crosskd.KDClassifier` calls
+    :meth:`fit_anomaly_scale` with its training rows). The slope is then fixed: every later call
+    uses it. The fitted value is in ``anomaly_scale_`` and ``info.extra["anomaly_scale"]``.
 
     Args:
         model: a fitted scikit-learn classifier, Pipeline, or outlier detector.
         method: "auto", "predict_proba" or "decision_function" (see above).
-        anomaly_scale: slope of the sigmoid for anomaly detectors, > 0.
+        anomaly_scale: slope of the sigmoid for anomaly detectors: a number > 0, or ``"auto"`` to
+            fit it from the training rows' scores (see above).
         batch_size: rows per call of the model; None scores all rows at once.
+
+    Attributes:
+        anomaly_scale_: the slope in use for an anomaly detector (None until ``"auto"`` is fitted,
+            and for classifiers).
 
     Input rows may be a DataFrame, a numpy array or a torch tensor ``(n_samples, n_features)``. When
     the model was fitted on a DataFrame, columns are matched by name (reordered, extra ones ignored).
@@ -72,11 +93,14 @@ class SklearnTeacher(Teacher):
         ConfigError: ``method`` or ``anomaly_scale`` is invalid.
     """
 
+    #: Fewest rows ``anomaly_scale="auto"`` fits its slope on.
+    MIN_SCALE_ROWS = 20
+
     def __init__(
         self,
         model: Any,
         method: str = "auto",
-        anomaly_scale: float = 1.0,
+        anomaly_scale: float | str = "auto",
         batch_size: int | None = None,
     ) -> None:
         from sklearn.base import is_outlier_detector
@@ -87,12 +111,16 @@ class SklearnTeacher(Teacher):
             raise ConfigError(
                 f"method must be one of {', '.join(repr(m) for m in _METHODS)}, got {method!r}."
             )
-        try:
-            scale = float(anomaly_scale)
-        except (TypeError, ValueError):
-            scale = math.nan
-        if not math.isfinite(scale) or scale <= 0:
-            raise ConfigError(f"anomaly_scale must be a finite number > 0, got {anomaly_scale!r}.")
+        scale: float | None = None
+        if not (isinstance(anomaly_scale, str) and anomaly_scale == "auto"):
+            try:
+                scale = float(anomaly_scale)
+            except (TypeError, ValueError):
+                scale = math.nan
+            if isinstance(anomaly_scale, (str, bool)) or not math.isfinite(scale) or scale <= 0:
+                raise ConfigError(
+                    f"anomaly_scale must be 'auto' or a finite number > 0, got {anomaly_scale!r}."
+                )
         name = type(model).__name__
         if not hasattr(model, "fit"):
             raise TeacherError(
@@ -164,12 +192,13 @@ class SklearnTeacher(Teacher):
 
         self.model = model
         self.batch_size = batch_size
-        self.anomaly_scale = scale
+        self.anomaly_scale: float | str = "auto" if scale is None else scale
+        self.anomaly_scale_: float | None = scale if self._mode == "anomaly" else None
         names = getattr(model, "feature_names_in_", None)
         n_features = getattr(model, "n_features_in_", None)
         extra: dict[str, Any] = {"estimator": _final_step_name(model), "method": self._mode}
         if self._mode == "anomaly":
-            extra["anomaly_scale"] = scale
+            extra["anomaly_scale"] = self.anomaly_scale
             extra["classes_meaning"] = ("normal", "anomaly")
         self.info = TeacherInfo(
             num_classes=len(classes),
@@ -180,17 +209,73 @@ class SklearnTeacher(Teacher):
             extra=extra,
         )
 
-    def _logits(self, X: Any) -> torch.Tensor:
+    def fit_anomaly_scale(self, X: Any) -> SklearnTeacher:
+        """Fit the slope of P(anomaly) from the detector's scores on the training rows ``X``.
+
+        ``anomaly_scale_ = pi / (sqrt(3) * sigma)`` with ``sigma`` the robust standard deviation
+        (1.4826 times the median absolute deviation) of ``decision_function(X)``; see the class
+        docstring. The detector's threshold stays at P(anomaly) = 0.5.
+
+        Args:
+            X: ``(n_samples, n_features)`` training rows, at least :attr:`MIN_SCALE_ROWS`.
+
+        Returns:
+            self.
+
+        Raises:
+            TeacherError: the model is a classifier, not an anomaly detector.
+            DataError: too few rows, or scores with no spread.
+        """
+        if self._mode != "anomaly":
+            raise TeacherError(
+                f"fit_anomaly_scale is for anomaly detectors; this SklearnTeacher wraps the "
+                f"classifier {self.info.extra['estimator']}, whose probabilities need no slope."
+            )
+        n = num_rows(X)
+        if n < self.MIN_SCALE_ROWS:
+            raise DataError(
+                f"SklearnTeacher fits the slope of P(anomaly) (anomaly_scale='auto') from the "
+                f"spread of the detector's scores on the training rows, and got {n} row(s); it "
+                f"needs at least {self.MIN_SCALE_ROWS}. Call teacher.fit_anomaly_scale(X_train) "
+                "first, or pass anomaly_scale=<a number > 0>."
+            )
+        scores = np.asarray(self.model.decision_function(self._aligned(X)), dtype=np.float64)
+        scores = scores.reshape(-1)[np.isfinite(scores.reshape(-1))]
+        sigma = 1.4826 * float(np.median(np.abs(scores - np.median(scores)))) if scores.size else 0
+        if not sigma > 0:  # more than half the rows share one score: fall back to the plain std
+            sigma = float(np.std(scores)) if scores.size else 0.0
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise DataError(
+                f"{type(self.model).__name__} gives all {n} rows the same score, so their spread "
+                "says nothing of a slope. Fit the scale on varied training rows, or pass "
+                "anomaly_scale=<a number > 0>."
+            )
+        self.anomaly_scale_ = math.pi / (math.sqrt(3.0) * sigma)
+        self.info.extra["anomaly_scale"] = self.anomaly_scale_
+        self.info.extra["anomaly_scale_rows"] = n
+        return self
+
+    def logits(self, X: Any, batch_size: int | None = None) -> torch.Tensor:
+        """Teacher logits (see :meth:`Teacher.logits`); under ``anomaly_scale="auto"`` the first
+        call fits the slope on its rows (see the class docstring)."""
+        if self._mode == "anomaly" and self.anomaly_scale_ is None:
+            self.fit_anomaly_scale(X)
+        return super().logits(X, batch_size)
+
+    def _aligned(self, X: Any) -> Any:
         if torch.is_tensor(X):
             X = X.detach().cpu().numpy()
         elif not hasattr(X, "shape"):
             X = np.asarray(X)
-        X = align_features(X, self.info.feature_names, self.info.n_features, "SklearnTeacher")
+        return align_features(X, self.info.feature_names, self.info.n_features, "SklearnTeacher")
+
+    def _logits(self, X: Any) -> torch.Tensor:
+        X = self._aligned(X)
         if self._mode == "predict_proba":
             return logits_from_proba(np.asarray(self.model.predict_proba(X), dtype=np.float64))
         scores = np.asarray(self.model.decision_function(X), dtype=np.float64)
         if self._mode == "anomaly":
-            return binary_logits_from_margin(scores.reshape(-1), -self.anomaly_scale)
+            return binary_logits_from_margin(scores.reshape(-1), -float(self.anomaly_scale_))
         if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[1] == 1):
             if self.info.num_classes != 2:
                 raise DataError(

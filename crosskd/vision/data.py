@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ __all__ = [
 
 #: File name endings read by :func:`read_image_folder`.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+#: Unreadable image files named one by one in an error or warning; the others are counted.
+SHOWN_UNREADABLE = 10
 
 # IDX type codes: numpy big-endian dtypes
 _IDX_TYPES = {
@@ -225,8 +229,12 @@ def read_image_folder(
     size: Sequence[int] | None = None,
     channels: int | None = None,
     classes: Sequence[str] | None = None,
+    skip_unreadable: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Images in one subfolder per class (``root/<class>/<image>``), read with Pillow.
+
+    Every file is tried before anything is reported: unreadable images (corrupt, empty, not an
+    image) are listed together in one error, or skipped with one warning that lists them.
 
     Args:
         path: the root folder.
@@ -234,14 +242,17 @@ def read_image_folder(
         channels: 1 (grey) or 3 (RGB); None: 1 when every image is grey, else 3.
         classes: class names in label order; default: the subfolder names, sorted. Pass the
             training classes when reading a test folder, so the labels agree.
+        skip_unreadable: leave unreadable images out (a ``UserWarning`` lists them) instead of
+            raising.
 
     Returns:
         ``(images, labels, classes)``: ``(N, C, H, W)`` float32 in [0, 1], ``(N,)`` int64 and the
         class names.
 
     Raises:
-        DataError: no class folders or no images, an unreadable image, or an image whose size
-            differs from the first one (the message names the file).
+        DataError: no class folders or no images; unreadable images (the message names the first
+            ten and counts them all) unless ``skip_unreadable``; or an image whose size differs
+            from the first one (the message names the file).
     """
     try:
         from PIL import Image, UnidentifiedImageError
@@ -269,6 +280,8 @@ def read_image_folder(
         raise ConfigError(f"channels must be 1, 3 or None, got {channels!r}.")
     pixels: list[np.ndarray] = []
     labels: list[int] = []
+    unreadable: list[tuple[str, str]] = []
+    n_files = 0
     first: tuple[Path, tuple[int, int]] | None = None
     for label, name in enumerate(classes):
         folder = root / name
@@ -277,6 +290,7 @@ def read_image_folder(
         for file in sorted(folder.iterdir()):
             if not file.is_file() or file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
+            n_files += 1
             try:
                 with Image.open(file) as img:
                     img.load()
@@ -288,10 +302,8 @@ def read_image_folder(
                         img = img.resize((target[1], target[0]), Image.BILINEAR)
                     arr = np.asarray(img, dtype=np.uint8)
             except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(
-                    f"Could not read the image {str(file)!r} ({type(exc).__name__}: {exc}). Remove "
-                    "or replace the file."
-                ) from None
+                unreadable.append((repr(str(file)), unreadable_reason(exc, file)))
+                continue
             hw = arr.shape[:2]
             if first is None:
                 first = (file, hw)
@@ -303,6 +315,7 @@ def read_image_folder(
                 )
             pixels.append(arr)
             labels.append(label)
+    report_unreadable(unreadable, n_files, repr(str(root)), skip_unreadable and bool(pixels))
     if not pixels:
         raise DataError(
             f"{str(root)!r} has class folders {list(classes)} but no images ({', '.join(IMAGE_SUFFIXES)})."
@@ -315,19 +328,75 @@ def read_image_folder(
     return as_images(stacked), np.asarray(labels, dtype=np.int64), classes
 
 
+def report_unreadable(
+    unreadable: Sequence[tuple[str, str]],
+    n_files: int,
+    where: str,
+    skip: bool,
+    hint: str = "",
+) -> None:
+    """Raise one :class:`DataError` that lists unreadable image files, or warn that they were skipped.
+
+    Args:
+        unreadable: ``(file, reason)`` pairs as shown in the message (e.g. ``"'a/b.png'"`` and
+            ``"UnidentifiedImageError: ..."``), in reading order; nothing happens when empty.
+        n_files: how many image files were tried.
+        where: the folder or list they came from, for the message.
+        skip: warn (``UserWarning``) instead of raising.
+        hint: words added to the error's advice.
+    """
+    if not unreadable:
+        return
+    shown = "; ".join(f"{name} ({reason})" for name, reason in unreadable[:SHOWN_UNREADABLE])
+    rest = len(unreadable) - SHOWN_UNREADABLE
+    more = f"; and {rest} more" if rest > 0 else ""
+    count = f"{len(unreadable)} of the {n_files} image files in {where}"
+    if skip:
+        warnings.warn(
+            f"skipped {len(unreadable)} unreadable image file(s), {count}: {shown}{more}.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    if len(unreadable) == 1:
+        what, them = f"the image {shown}, {count}", "it"
+    else:
+        what, them = f"{count}: {shown}{more}", "them"
+    raise DataError(
+        f"Could not read {what}. Remove or replace {them}{hint}, or pass skip_unreadable=True to "
+        "leave unreadable images out (a warning lists them)."
+    )
+
+
+def unreadable_reason(exc: BaseException, file: Path) -> str:
+    """Why the image ``file`` could not be read (``exc`` is what Pillow raised), in a few words."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, UnidentifiedImageError):
+        try:
+            empty = file.stat().st_size == 0
+        except OSError:
+            empty = False
+        return "an empty file" if empty else "not an image format Pillow reads"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def load_images(
     path: str | os.PathLike[str],
     *,
     split: str = "train",
     size: Sequence[int] | None = None,
     classes: Sequence[str] | None = None,
+    skip_unreadable: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, tuple[Any, ...]]:
     """Images from any supported source, detected from the path.
 
     - a ``.npz`` file with ``x`` and ``y``;
     - an IDX images file (its labels file is found by name: ``-images-idx3-`` -> ``-labels-idx1-``);
     - a folder holding the four MNIST IDX files (``split`` picks train or t10k);
-    - a folder with one subfolder per class.
+    - a folder with one subfolder per class (``skip_unreadable``: see :func:`read_image_folder`).
 
     Returns:
         ``(images, labels, classes)``: ``(N, C, H, W)`` float32 in [0, 1], ``(N,)`` int64 label
@@ -362,7 +431,7 @@ def load_images(
         if any(f.name.startswith(("train-images-idx3", "t10k-images-idx3")) for f in p.iterdir()):
             x, y = load_mnist(split, p)
             return x, y, tuple(range(int(y.max()) + 1))
-        return read_image_folder(p, size=size, classes=classes)
+        return read_image_folder(p, size=size, classes=classes, skip_unreadable=skip_unreadable)
     raise DataError(
         f"Cannot tell what {str(p)!r} holds. Pass a .npz with x and y, an IDX images file, a folder "
         "of MNIST IDX files, or a folder with one subfolder of images per class."

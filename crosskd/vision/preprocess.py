@@ -53,7 +53,9 @@ class ImagePreprocess(nn.Module):
 
     Shapes:
         ``forward(x)``: ``(N, C, H, W)`` or ``(N, H, W)``, float in [0, 1] or uint8 ->
-        ``(N, in_chans, *input_size)`` float32.
+        ``(N, in_chans, *input_size)`` float32. A 3-D ``(N, H, W)`` batch is grey images; one whose
+        N equals ``in_chans`` (> 1) is refused as ambiguous, since it is most likely a single
+        ``(C, H, W)`` image without the batch axis (add it with ``x[None]``).
     """
 
     def __init__(
@@ -115,6 +117,13 @@ class ImagePreprocess(nn.Module):
         if not torch.is_tensor(x):
             raise DataError(f"ImagePreprocess expects a tensor, got {type(x).__name__}.")
         if x.ndim == 3:
+            if self.in_chans > 1 and x.shape[0] == self.in_chans:
+                raise DataError(
+                    f"Images must have shape (N, C, H, W) or (N, H, W); got {tuple(x.shape)}, which "
+                    f"looks like one {self.in_chans}-channel image without the batch axis: add the "
+                    f"batch axis: x[None]. (For {x.shape[0]} grey images, add the channel axis: "
+                    "x[:, None].)"
+                )
             x = x.unsqueeze(1)
         if x.ndim != 4:
             raise DataError(

@@ -95,6 +95,7 @@ class ImageMLP(nn.Module):
         """Logits ``(N, num_classes)`` for images ``(N, C, H, W)``."""
         n_in = self.mlp.in_features
         if x.ndim < 2 or x[0].numel() != n_in:
+            _check_batch_axis(x, "ImageMLP", self.input_shape)
             raise DataError(
                 f"ImageMLP expects images of shape (N, {', '.join(map(str, self.input_shape))}) "
                 f"({n_in} values each), got {tuple(x.shape)}. Create it with "
@@ -165,8 +166,14 @@ class SmallCNN(nn.Module):
         self.head = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(2 * w, self.num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, num_classes)`` for images ``(N, in_chans, H, W)``."""
+        """Logits ``(N, num_classes)`` for images ``(N, in_chans, H, W)``.
+
+        A single image ``(in_chans, H, W)`` is refused with a message that says to add the batch
+        axis (``x[None]``): ``(1, H, W)`` could as well be one image or a batch of one grey image
+        without its channel axis, so nothing is guessed.
+        """
         if x.ndim != 4 or x.shape[1] != self.in_chans:
+            _check_batch_axis(x, "SmallCNN", (self.in_chans,))
             raise DataError(
                 f"SmallCNN expects images of shape (N, {self.in_chans}, H, W), got "
                 f"{tuple(x.shape)}. Create it with in_chans= the images' channel count."
@@ -274,6 +281,26 @@ class TimmStudent(nn.Module):
     def from_config(cls, cfg: dict[str, Any]) -> TimmStudent:
         """A fresh TimmStudent (timm model, no pretrained weights) from :meth:`config`'s output."""
         return cls(**_known(cfg, cls, "TimmStudent"))
+
+
+def _check_batch_axis(x: torch.Tensor, owner: str, image_shape: Sequence[int]) -> None:
+    """Say precisely what is wrong with a batch that lacks its batch or channel axis.
+
+    ``image_shape`` is the model's ``(C, H, W)``, or just ``(C,)`` when any size is taken.
+    """
+    shape = tuple(x.shape)
+    c = image_shape[0]
+    any_size = len(image_shape) == 1
+    if len(shape) == 3 and shape[0] == c and (any_size or shape == tuple(image_shape)):
+        raise DataError(
+            f"{owner} takes a batch of images (N, {c}, H, W) and got one image of shape "
+            f"{shape} without the batch axis: add the batch axis: x[None] (shape {(1, *shape)})."
+        )
+    if len(shape) == 3 and c == 1 and (any_size or shape[1:] == tuple(image_shape[1:])):
+        raise DataError(
+            f"{owner} takes grey images (N, 1, H, W) and got {shape}, a batch without the channel "
+            f"axis: add the channel axis: x[:, None] (shape {(shape[0], 1, *shape[1:])})."
+        )
 
 
 def _known(cfg: Any, cls: type, owner: str) -> dict[str, Any]:

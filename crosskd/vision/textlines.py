@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError, DataError
-from .data import IMAGE_SUFFIXES, as_images
+from .data import IMAGE_SUFFIXES, as_images, report_unreadable, unreadable_reason
 
 __all__ = [
     "Alphabet",
@@ -288,12 +288,20 @@ def looks_like_textlines(path: str | os.PathLike[str]) -> bool:
 
 def _read_lines(
     files: Sequence[Path],
-    labels: list[str],
+    names: Sequence[str],
     height: int,
     width: int | None,
     channels: int,
     pad_value: float | str,
-) -> np.ndarray:
+    skip_unreadable: bool,
+    where: str,
+    hint: str = "",
+) -> tuple[np.ndarray, list[int]]:
+    """The images of ``files`` as one batch, and the positions in ``files`` of those read.
+
+    ``names`` are the files as the messages show them; unreadable files are reported together
+    (see :func:`crosskd.vision.data.report_unreadable`).
+    """
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:  # pragma: no cover
@@ -305,16 +313,17 @@ def _read_lines(
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}.")
     images = []
-    for file in files:
+    kept: list[int] = []
+    unreadable: list[tuple[str, str]] = []
+    for i, file in enumerate(files):
         try:
             with Image.open(file) as img:
                 img.load()
                 images.append(_convert(img, "L" if channels == 1 else "RGB"))
+                kept.append(i)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(
-                f"Could not read the image {str(file)!r} ({type(exc).__name__}: {exc}). Remove or "
-                "replace the file (or its line in the TSV)."
-            ) from None
+            unreadable.append((names[i], unreadable_reason(exc, Path(file))))
+    report_unreadable(unreadable, len(files), where, skip_unreadable and bool(images), hint)
     if width is None:
         widest = max(int(round(im.size[0] * height / im.size[1])) for im in images)
         width = -(-widest // 4) * 4  # a multiple of 4, for the models' pooling
@@ -322,7 +331,7 @@ def _read_lines(
     stacked = np.stack(arrays)
     if stacked.ndim == 4:
         stacked = stacked.transpose(0, 3, 1, 2)
-    return as_images(stacked)
+    return as_images(stacked), kept
 
 
 def read_textline_folder(
@@ -332,11 +341,13 @@ def read_textline_folder(
     width: int | None = None,
     channels: int = 1,
     pad_value: float | str = "auto",
+    skip_unreadable: bool = False,
 ) -> tuple[np.ndarray, list[str], list[Path]]:
     """Images in one folder whose file-name stem is the label (``<folder>/<label>.png``).
 
     Files are read in sorted name order; files that are not images (by suffix) and hidden files
-    are skipped.
+    are skipped. Every image is tried before anything is reported: unreadable ones (corrupt, empty)
+    are listed together in one error, or left out with one warning that lists them.
 
     Args:
         path: the folder.
@@ -345,14 +356,16 @@ def read_textline_folder(
             multiple of 4. Pass the training width when reading test data.
         channels: 1 (grey) or 3 (RGB).
         pad_value: padding value in [0, 1] or ``"auto"`` (the image's border median).
+        skip_unreadable: leave unreadable images (and their labels) out, with a ``UserWarning``
+            that lists them, instead of raising.
 
     Returns:
         ``(images, labels, files)``: ``(N, channels, height, width)`` float32 in [0, 1], the N
-        label strings and the N file paths.
+        label strings and the N file paths (of the images read).
 
     Raises:
-        DataError: the folder is missing or holds no images, or an image cannot be read (the
-            message names the file).
+        DataError: the folder is missing or holds no images, or images cannot be read (the
+            message names the first ten and counts them all) and ``skip_unreadable`` is False.
     """
     root = Path(path)
     if not root.is_dir():
@@ -367,9 +380,12 @@ def read_textline_folder(
             f"{str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}). Put one image per text "
             "line there, named <label>.png, or pass a TSV of path<TAB>label lines."
         )
-    labels = [f.stem for f in files]
-    images = _read_lines(files, labels, height, width, channels, pad_value)
-    return images, labels, files
+    names = [repr(str(f)) for f in files]
+    images, kept = _read_lines(
+        files, names, height, width, channels, pad_value, skip_unreadable, repr(str(root))
+    )
+    files = [files[i] for i in kept]
+    return images, [f.stem for f in files], files
 
 
 def read_textline_tsv(
@@ -379,22 +395,25 @@ def read_textline_tsv(
     width: int | None = None,
     channels: int = 1,
     pad_value: float | str = "auto",
+    skip_unreadable: bool = False,
 ) -> tuple[np.ndarray, list[str], list[Path]]:
     """Images listed in a TSV file of ``path<TAB>label`` lines (paths relative to the TSV).
 
     Empty lines are skipped; a first line ``path<TAB>label`` is a header. The label is everything
     after the first tab (it may contain spaces, not tabs or newlines). Arguments and return value as
-    :func:`read_textline_folder`.
+    :func:`read_textline_folder`; listed files that are missing count as unreadable.
 
     Raises:
         DataError: the file is missing or empty, a line has no tab (the message gives its number),
-            or an image is missing or unreadable (the message names it).
+            or images are missing or unreadable (the message names the first ten and counts them
+            all) and ``skip_unreadable`` is False.
     """
     tsv = Path(path)
     if not tsv.is_file():
         raise DataError(f"Text-line TSV {str(tsv)!r} does not exist or is not a file.")
     files: list[Path] = []
     labels: list[str] = []
+    names: list[str] = []
     with open(tsv, encoding="utf-8", newline="") as fh:
         for number, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
@@ -408,18 +427,23 @@ def read_textline_tsv(
             rel, label = line.split("\t", 1)
             if number == 1 and (rel.strip().lower(), label.strip().lower()) == ("path", "label"):
                 continue
-            file = tsv.parent / rel
-            if not file.is_file():
-                raise DataError(
-                    f"{str(tsv)!r} line {number} lists {rel!r}, but {str(file)!r} does not exist. "
-                    "Paths are relative to the TSV file's folder."
-                )
-            files.append(file)
+            files.append(tsv.parent / rel)
             labels.append(label)
+            names.append(f"on line {number}: {str(tsv.parent / rel)!r}")
     if not files:
         raise DataError(f"{str(tsv)!r} lists no images.")
-    images = _read_lines(files, labels, height, width, channels, pad_value)
-    return images, labels, files
+    images, kept = _read_lines(
+        files,
+        names,
+        height,
+        width,
+        channels,
+        pad_value,
+        skip_unreadable,
+        f"the list {str(tsv)!r}",
+        " (or their lines in the TSV; paths are relative to the TSV file's folder)",
+    )
+    return images, [labels[i] for i in kept], [files[i] for i in kept]
 
 
 def load_textlines(
