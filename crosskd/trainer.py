@@ -379,6 +379,11 @@ class Distiller:
         expected = getattr(self, "input_shapes_", None)
         if expected is not None and [tuple(t.shape[1:]) for t in inputs] != expected:
             got = [tuple(t.shape[1:]) for t in inputs]
+            if len(inputs) == 1 and tuple(inputs[0].shape) == tuple(expected[0]):
+                raise DataError(
+                    f"{what} is one row or image of shape {tuple(inputs[0].shape)} without the "
+                    "batch axis: add the batch axis: x[None]."
+                )
             raise DataError(
                 f"{what} gives the student inputs of per-row shape {got}, but it was trained on "
                 f"{expected}. Pass rows with the same columns as the training rows, in the same "

@@ -368,3 +368,21 @@ def test_preprocess_refuses_one_colour_image_without_the_batch_axis():
         ImagePreprocess(in_chans=3)(torch.rand(3, 8, 8))  # was read as 3 grey images
     assert ImagePreprocess(in_chans=3)(torch.rand(3, 1, 8, 8)).shape == (3, 3, 8, 8)
     assert ImagePreprocess(in_chans=1)(torch.rand(5, 8, 8)).shape == (5, 1, 8, 8)  # (N, H, W)
+
+
+def test_one_image_without_the_batch_axis_says_how_to_add_it():
+    import numpy as np
+    import pytest
+    import torch
+
+    from crosskd import CRNN, DataError, Distiller, ImageMLP
+
+    crnn = CRNN("tiny", num_classes=5, width=4, hidden=8, height=16)
+    with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
+        crnn(torch.rand(1, 16, 48))
+    x = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    y = np.arange(40) % 2
+    d = Distiller(None, ImageMLP((1, 8, 8), 2, hidden=(8,)), alpha=0.0, epochs=1,
+                  progress=False, device="cpu").fit(x, y)  # fmt: skip
+    with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
+        d.predict_proba(x[0])

@@ -307,6 +307,11 @@ class CRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, frames, num_classes)`` for images ``(N, in_chans, H, W)``."""
+        if x.ndim == 3 and x.shape[0] == self.in_chans:
+            raise DataError(
+                f"CRNN takes a batch (N, {self.in_chans}, H, W) and got one image of shape "
+                f"{tuple(x.shape)} without the batch axis: add the batch axis: x[None]."
+            )
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             raise DataError(
                 f"CRNN expects images of shape (N, {self.in_chans}, H, W), got {tuple(x.shape)}. "
