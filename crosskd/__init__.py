@@ -42,6 +42,7 @@ _LAZY = {
     "PrecomputedTeacher": ".teachers.precomputed",
     "EnsembleTeacher": ".teachers.ensemble",
     "fit_lightgbm": ".tabular.gbdt",
+    "crossfit_lightgbm": ".teachers.crossfit",
     # students
     "TabularStudent": ".tabular.students",
     "MLP": ".tabular.students",
@@ -83,6 +84,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .tabular.students import MLP, TabularStudent
     from .tabular.transfer import jitter, munge
     from .teachers.base import Teacher, TeacherInfo
+    from .teachers.crossfit import crossfit_lightgbm
     from .teachers.ensemble import EnsembleTeacher
     from .teachers.lightgbm import LightGBMTeacher
     from .teachers.module import ModuleTeacher
@@ -165,6 +167,7 @@ __all__ = [
     "PrecomputedTeacher",
     "EnsembleTeacher",
     "fit_lightgbm",
+    "crossfit_lightgbm",
     # students
     "TabularStudent",
     "MLP",

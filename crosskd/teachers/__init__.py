@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .base import Teacher, TeacherInfo
 
 if TYPE_CHECKING:
+    from .crossfit import CrossFittedTeacher, crossfit_lightgbm
     from .ensemble import EnsembleTeacher
     from .lightgbm import LightGBMTeacher
     from .module import ModuleTeacher
@@ -29,6 +30,8 @@ __all__ = [
     "TimmTeacher",
     "PrecomputedTeacher",
     "EnsembleTeacher",
+    "CrossFittedTeacher",
+    "crossfit_lightgbm",
 ]
 
 _LAZY = {
@@ -38,6 +41,8 @@ _LAZY = {
     "TimmTeacher": ".timm",
     "PrecomputedTeacher": ".precomputed",
     "EnsembleTeacher": ".ensemble",
+    "CrossFittedTeacher": ".crossfit",
+    "crossfit_lightgbm": ".crossfit",
 }
 
 
