@@ -6,7 +6,7 @@ Everything else (output folder, split, baseline, report, plots) is the scaffold'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from ._atomic import atomic_path
 from .exceptions import ConfigError, DataError
-from .pipeline import STUDENT_NAME, Parts, RunData, TeacherResult, classification_metrics
+from .pipeline import STUDENT_NAME, BaseKind, Parts, RunData, TeacherResult, classification_metrics
 
 __all__ = ["distill_table", "TableKind", "TEACHER_NAME"]
 
@@ -102,17 +102,11 @@ def _check_numeric_test_columns(X_test: pd.DataFrame, columns: Sequence[str], wh
             )
 
 
-class TableKind:
+class TableKind(BaseKind):
     """Tables: a LightGBM teacher (trained, or a model file) and an MLP student with its encoder."""
 
     name = "table"
     sequence = False
-
-    def __init__(
-        self, settings: Mapping[str, Any], progress: bool = True, given: frozenset = frozenset()
-    ) -> None:
-        self.s = dict(settings)
-        self.progress = progress
 
     def check(self) -> None:
         if self.s["teacher"] != "lightgbm":
@@ -237,21 +231,11 @@ class TableKind:
     def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
         from .trainer import Distiller
 
-        s = self.s
         return Distiller(
             teacher,
             student,
-            temperature=s["temperature"],
-            alpha=alpha,
-            epochs=epochs,
-            batch_size=s["batch_size"],
-            lr=s["lr"],
             class_weight="balanced" if len(self.classes) == 2 else None,
-            device=s["device"],
-            precision=s["precision"],
-            early_stopping=s["early_stopping"],
-            seed=s["seed"],
-            progress=self.progress,
+            **self.trainer_settings(alpha, epochs),
         ).fit(
             *parts.train,
             eval_set=parts.val,
@@ -275,9 +259,6 @@ class TableKind:
         if isinstance(model, TeacherResult):
             return {"kind": "lightgbm", "model": model.model}
         return {"model": "MLP " + "-".join(str(h) for h in self.s["hidden"])}
-
-    def save(self, fitted: Any, path: Path) -> Path:
-        return fitted.save(path)
 
     def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
         fitted.student_.encode(parts.test[0])
@@ -327,4 +308,4 @@ def distill_table(
     from .pipeline import distill
 
     given = {"data": data, "target": target, "out": out, **settings}
-    return distill("table", given, progress=progress, echo=echo)
+    return distill("table", {**given, "progress": progress, "echo": echo})

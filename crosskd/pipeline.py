@@ -56,6 +56,7 @@ from .exceptions import ConfigError, DataError
 
 __all__ = [
     "Kind",
+    "BaseKind",
     "RunData",
     "Parts",
     "TeacherResult",
@@ -65,6 +66,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WIDE_GAP",
     "check_timm_name",
+    "run_test_rows",
     "classification_metrics",
 ]
 
@@ -191,6 +193,42 @@ class Kind(Protocol):
 
     def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
         """Kind-specific top-level report fields (e.g. ``test_encoding`` for tables)."""
+
+
+class BaseKind:
+    """What every kind does alike: hold the settings, save a fitted student, no extra fields."""
+
+    name = ""
+    sequence = False
+
+    def __init__(
+        self, settings: Mapping[str, Any], progress: bool = True, given: frozenset = frozenset()
+    ) -> None:
+        self.s = dict(settings)
+        self.progress = progress
+        self.given = given
+
+    def trainer_settings(self, alpha: float, epochs: int) -> dict[str, Any]:
+        """The trainer settings every kind passes alike (from the run's settings)."""
+        s = self.s
+        return {
+            "temperature": s["temperature"],
+            "alpha": alpha,
+            "epochs": epochs,
+            "batch_size": s["batch_size"],
+            "lr": s["lr"],
+            "device": s["device"],
+            "precision": s["precision"],
+            "early_stopping": s["early_stopping"],
+            "seed": s["seed"],
+            "progress": self.progress,
+        }
+
+    def save(self, fitted: Any, path: Path) -> Path:
+        return fitted.save(path)
+
+    def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
+        return {}
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -679,17 +717,15 @@ def make_kind(
     return cls(_absolute(settings), progress=progress, given=frozenset(given))
 
 
-def distill(
-    kind: str,
-    given: Mapping[str, Any],
-    *,
-    progress: bool = True,
-    echo: Callable[[str], Any] = print,
-) -> dict[str, Any]:
+def distill(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """The library entry of every kind: ``given`` settings over the kind's defaults, then
-    :func:`run`. Paths may be :class:`~pathlib.Path`, sequences tuples."""
+    :func:`run`. Paths may be :class:`~pathlib.Path`, sequences tuples; ``given`` may also hold
+    ``progress`` (default True) and ``echo`` (default ``print``)."""
     from .config import resolve_settings
 
+    given = dict(given)
+    progress = given.pop("progress", True)
+    echo = given.pop("echo", print)
     plain = {
         k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
         for k, v in given.items()
@@ -697,6 +733,20 @@ def distill(
     settings = resolve_settings(None, plain, kind)
     settings["quiet"] = not progress
     return run(make_kind(kind, settings, progress, frozenset(plain)), echo=echo)
+
+
+def run_test_rows(run_dir: str | Path) -> tuple[Any, Any]:
+    """The test rows ``(x, y)`` of the run in ``run_dir``: its data read again with the settings
+    of its ``config.yaml``, and split again (the same seed, the same split)."""
+    from .config import config_task, resolve_settings
+
+    config = Path(run_dir) / "config.yaml"
+    name = config_task(config) or "table"
+    kind = make_kind(name, resolve_settings(config, None, name), progress=False)
+    data = kind.read(_silent)
+    if not kind.sequence:
+        _order_classes(data, kind.s.get("positive_label"), _silent)
+    return _split(data, kind.s, kind.sequence)[0].test
 
 
 def copy_to_cpu(module: Any) -> Any:

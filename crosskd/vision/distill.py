@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,14 @@ import torch
 
 from .._atomic import atomic_path
 from ..exceptions import BundleError, ConfigError, DataError
-from ..pipeline import Parts, RunData, TeacherResult, check_timm_name, classification_metrics
+from ..pipeline import (
+    BaseKind,
+    Parts,
+    RunData,
+    TeacherResult,
+    check_timm_name,
+    classification_metrics,
+)
 
 __all__ = [
     "distill_images",
@@ -159,18 +166,11 @@ def _map_labels(
     return np.asarray(table, dtype=np.int64)[codes]
 
 
-class ImageKind:
+class ImageKind(BaseKind):
     """Images: a timm teacher (trained, or a checkpoint) and an MLP, CNN or timm student."""
 
     name = "image"
     sequence = False
-
-    def __init__(
-        self, settings: Mapping[str, Any], progress: bool = True, given: frozenset = frozenset()
-    ) -> None:
-        self.s = dict(settings)
-        self.progress = progress
-        self.given = given
 
     def check(self) -> None:
         s = self.s
@@ -283,22 +283,12 @@ class ImageKind:
     def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
         from ..trainer import Distiller
 
-        s = self.s
         return Distiller(
             teacher,
             student,
-            temperature=s["temperature"],
-            alpha=alpha,
-            epochs=epochs,
-            batch_size=s["batch_size"],
-            lr=s["lr"],
             augment=self._augment(),
-            device=s["device"],
-            precision=s["precision"],
-            early_stopping=s["early_stopping"],
             chunk_size=1024,
-            seed=s["seed"],
-            progress=self.progress,
+            **self.trainer_settings(alpha, epochs),
         ).fit(*parts.train, eval_set=parts.val)
 
     def evaluate(self, model: Any, x: Any, y: Any) -> tuple[dict[str, float], Any]:
@@ -322,21 +312,10 @@ class ImageKind:
         hidden = "-".join(str(h) for h in self.s["hidden"])
         return {"model": f"MLP {hidden}" if spec == "mlp" else spec}
 
-    def save(self, fitted: Any, path: Path) -> Path:
-        return fitted.save(path)
-
-    def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
-        return {}
-
 
 def distill_images(
-    data: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    progress: bool = True,
-    echo: Callable[[str], Any] = print,
-    **settings: Any,
-) -> dict[str, Any]:
+    data: str | os.PathLike[str], out: str | os.PathLike[str], **settings: Any
+) -> dict:
     """Distil a timm CNN teacher into a small image student, and write the results to ``out``.
 
     Reads the images (:func:`crosskd.vision.load_images`: a ``.npz`` with ``x`` and ``y``, IDX
@@ -348,9 +327,8 @@ def distill_images(
     Args:
         data: training images (see above).
         out: output folder (created; refused when it holds other files).
-        progress: show progress bars.
-        echo: where progress lines and the table go.
-        **settings: any image setting of :mod:`crosskd.config` (``test``, ``teacher``
+        **settings: ``progress`` (show progress bars), ``echo`` (where progress lines and the table
+            go: ``print``; ``lambda s: None`` for silence), and any image setting of :mod:`crosskd.config` (``test``, ``teacher``
             (timm:NAME), ``teacher_model``, ``student`` (mlp, cnn, timm:NAME), ``hidden``,
             ``image_size``, ``teacher_input_size``, ``shift``, ``augment``, ``epochs``,
             ``teacher_epochs``, ``baseline``, ...); defaults from
@@ -363,4 +341,4 @@ def distill_images(
     """
     from ..pipeline import distill
 
-    return distill("image", {"data": data, "out": out, **settings}, progress=progress, echo=echo)
+    return distill("image", {"data": data, "out": out, **settings})

@@ -16,7 +16,7 @@ import torch
 
 from ..config import defaults
 from ..exceptions import BundleError, ConfigError, DataError
-from ..pipeline import Parts, RunData, TeacherResult, check_timm_name
+from ..pipeline import BaseKind, Parts, RunData, TeacherResult, check_timm_name
 
 __all__ = ["TEXTLINE_DEFAULTS", "TEXTLINE_AUGMENT", "TextlineKind", "distill_textlines"]
 
@@ -129,19 +129,13 @@ def _check_backbone(spec: Any, what: str) -> None:
         check_timm_name(_backbone(spec) if isinstance(spec, str) else spec, f"`{what}`")
 
 
-class TextlineKind:
+class TextlineKind(BaseKind):
     """Text lines read with CTC: a CRNN teacher (trained, or a checkpoint) and a CRNN student."""
 
     name = "textline"
     sequence = True
 
-    def __init__(
-        self, settings: Mapping[str, Any], progress: bool = True, given: frozenset = frozenset()
-    ) -> None:
-        self.s = dict(settings)
-        self.progress = progress
-        self.given = given
-        self.loaded: Any = None
+    loaded: Any = None  # a fitted CTCDistiller of the teacher_model
 
     def check(self) -> None:
         s = self.s
@@ -274,20 +268,11 @@ class TextlineKind:
             teacher,
             student,
             alphabet=self.alphabet,
-            temperature=s["temperature"],
-            alpha=alpha,
             mode=s["kd_mode"],
             resample="linear" if len(set(frames)) > 1 else None,
-            epochs=epochs,
-            batch_size=s["batch_size"],
-            lr=s["lr"],
             warmup_epochs=s["warmup_epochs"],
-            early_stopping=s["early_stopping"],
             augment=textline_augment(seed, **TEXTLINE_AUGMENT) if s["augment"] else None,
-            device=s["device"],
-            precision=s["precision"],
-            seed=s["seed"],
-            progress=self.progress,
+            **self.trainer_settings(alpha, epochs),
         ).fit(*parts.train, eval_set=parts.val)
 
     def evaluate(self, model: Any, x: Any, y: Any) -> tuple[dict[str, float], Any]:
@@ -311,18 +296,10 @@ class TextlineKind:
     def save(self, fitted: Any, path: Path) -> Path:
         return _save(fitted, path, self.geometry)
 
-    def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
-        return {}
-
 
 def distill_textlines(
-    data: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    progress: bool = True,
-    echo: Callable[[str], Any] = print,
-    **settings: Any,
-) -> dict[str, Any]:
+    data: str | os.PathLike[str], out: str | os.PathLike[str], **settings: Any
+) -> dict:
     """Train (or load) a CRNN teacher on text lines, distil it into a small CRNN, write the results.
 
     Reads the lines (:func:`crosskd.vision.load_textlines`: a folder of ``<label>.png`` images or a
@@ -336,9 +313,8 @@ def distill_textlines(
     Args:
         data: the training lines (folder or TSV).
         out: output folder (created; refused when it holds other files).
-        progress: show progress bars.
-        echo: where progress lines and the table go.
-        **settings: any text-line setting of :mod:`crosskd.config` (``test``, ``teacher_model``
+        **settings: ``progress`` (show progress bars), ``echo`` (where progress lines and the table
+            go: ``print``; ``lambda s: None`` for silence), and any text-line setting of :mod:`crosskd.config` (``test``, ``teacher_model``
             (a ``teacher.safetensors`` of an earlier run), ``teacher`` and ``student`` (CRNN
             backbones), ``student_width``, ``head_width``, ``kd_mode``, ``height``, ``width``,
             ``augment``, ``epochs``, ``baseline``, ...); defaults in :data:`TEXTLINE_DEFAULTS`.
@@ -351,5 +327,4 @@ def distill_textlines(
     """
     from ..pipeline import distill
 
-    given = {"data": data, "out": out, **settings}
-    return distill("textline", given, progress=progress, echo=echo)
+    return distill("textline", {"data": data, "out": out, **settings})
