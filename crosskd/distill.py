@@ -85,8 +85,10 @@ def _label_codes(y: pd.Series, classes: list[Any], what: str) -> np.ndarray:
     return codes
 
 
-def _check_numeric_test_columns(X_test: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    """Refuse text in a column that is numeric in the training data, naming column and values."""
+def _numeric_test_columns(X_test: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """``X_test`` with the columns that are numeric in training read as numbers; text in one of
+    them is refused, naming the column and the values."""
+    X_test = X_test.copy()
     for name in columns:
         series = X_test[name]
         if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
@@ -100,6 +102,8 @@ def _check_numeric_test_columns(X_test: pd.DataFrame, columns: Sequence[str], wh
                 f"({shown}, first at row {int(bad.index[0]) + 2} of the file), but it is numeric "
                 "in the training data. Fix or empty those values."
             )
+        X_test[name] = numbers
+    return X_test
 
 
 class TableKind(BaseKind):
@@ -186,8 +190,9 @@ class TableKind(BaseKind):
         probe = TabularStudent(hidden=tuple(self.s["hidden"]), num_classes=len(data.classes))
         probe.encoder.fit(parts.train[0])
         where = "`test`" if self.s["test"] is not None else "the test rows"
-        _check_numeric_test_columns(parts.test[0], probe.encoder.numeric_columns_, where)
-        probe.encoder.transform(parts.test[0])
+        X_test = _numeric_test_columns(parts.test[0], probe.encoder.numeric_columns_, where)
+        probe.encoder.transform(X_test)
+        parts.test = (X_test, parts.test[1])
 
     def teacher(self, parts: Parts, out: Path, echo: Callable[[str], Any]) -> TeacherResult:
         from .distributed import barrier, distributed_context, launched_distributed
