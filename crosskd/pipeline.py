@@ -304,7 +304,7 @@ def _hold_out(
     """(kept, held out) sorted row indices; stratified by ``labels`` when every class can be."""
     from sklearn.model_selection import train_test_split
 
-    count = int(round(size * n)) if isinstance(size, float) else int(size)
+    count = max(1, int(round(size * n))) if isinstance(size, float) else int(size)
     if not 1 <= count < n:
         raise DataError(
             f"`{what}` ({size}) holds out {count} of {n} rows; it must leave at least one row on "

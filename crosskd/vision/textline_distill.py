@@ -125,6 +125,16 @@ def _model_name(cfg: Mapping[str, Any]) -> str:
 
 
 def _check_backbone(spec: Any, what: str) -> None:
+    if isinstance(spec, str) and (spec.endswith(".safetensors") or os.path.isfile(spec)):
+        raise ConfigError(
+            f"`{what}` is the backbone of a CRNN to train (tiny or a timm CNN name), got the file "
+            f"{spec!r}. To use a trained teacher, give it as `teacher_model`."
+        )
+    if spec in ("mlp", "cnn"):
+        raise ConfigError(
+            f"`{what}` for text lines is a CRNN backbone (tiny or a timm CNN name such as "
+            f"resnet18), got {spec!r}; mlp and cnn students read images."
+        )
     if not isinstance(spec, str) or _backbone(spec) != "tiny":
         check_timm_name(_backbone(spec) if isinstance(spec, str) else spec, f"`{what}`")
 
