@@ -66,6 +66,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WIDE_GAP",
     "check_timm_name",
+    "time_together",
     "run_test_rows",
     "classification_metrics",
 ]
@@ -501,7 +502,9 @@ def _warnings(report: Mapping[str, Any], student_fit: Any, epochs: int) -> list[
 # ---------------------------------------------------------------------------------- latency
 
 
-def _latency_ms(predictors: Mapping[str, Callable[[Any], Any]], sample: Any, repeats: int) -> dict:
+def time_together(
+    predictors: Mapping[str, Callable[[Any], Any]], sample: Any, repeats: int
+) -> dict[str, float]:
     """Milliseconds per call of each predictor on ``sample``: all timed in one loop (each
     repeat calls every model once, in turn), after one warm-up call each; the minimum over
     ``repeats`` is kept, the time least disturbed by other work."""
@@ -598,7 +601,7 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
     roles = {k: v for k, v in roles.items() if v is not None}
     evaluated = {role: kind.evaluate(model, x_test, y_test) for role, model in roles.items()}
     task = "sequence" if kind.sequence else ("binary" if len(data.classes) == 2 else "multiclass")
-    latency = _latency_ms(
+    latency = time_together(
         {role: kind.predictor(model) for role, model in roles.items()},
         _take(x_test, np.arange(1)),
         settings["latency_repeats"],
