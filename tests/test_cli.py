@@ -197,6 +197,13 @@ def test_distill_image_data_from_the_cli(tmp_path, capsys):
     assert {"config.yaml", "summary.md", "curves.png", "confusion.png"} <= {
         p.name for p in out.iterdir()
     }
+    # Issue 17 item 4: a CNN student's run exports (input shape from report.json), checked on
+    # the run's own test images.
+    pytest.importorskip("onnxruntime")
+    capsys.readouterr()
+    assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "s.onnx")]) == 0
+    assert "input float32 (n, 1, 8, 8)" in capsys.readouterr().out
+    assert (tmp_path / "s.onnx").is_file()
     capsys.readouterr()
     assert main([*argv[:3], "--out", str(tmp_path / "r2"), "--target", "y"]) == 2
     assert "--target is a setting for tables, but the data is read as images" in (

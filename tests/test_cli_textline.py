@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 import crosskd
@@ -263,3 +264,23 @@ def test_docs_textline_commands_run(tmp_path, monkeypatch):
         assert {"sequence_accuracy", "cer"} <= set(report["student"]["metrics"])
         alphabets.append("".join(report["data"]["alphabet"]["chars"]))
     assert alphabets == ["abc"] * 3
+
+
+def test_textline_run_exports_to_onnx(first_run, tmp_path, capsys):
+    """Issue 17 item 4: a text-line run exports; onnxruntime reads the run's test lines as torch."""
+    pytest.importorskip("onnxruntime")
+    from crosskd.export import OnnxExport
+    from crosskd.losses import greedy_decode
+    from crosskd.pipeline import run_test_rows
+
+    capsys.readouterr()
+    target = tmp_path / "lines.onnx"
+    assert main(["export", str(first_run), "--format", "onnx", "--out", str(target)]) == 0
+    assert "reads the 2 test lines of the run as torch does" in capsys.readouterr().out
+    onnx_file = OnnxExport.from_file(target)
+    assert onnx_file.alphabet["chars"] == ["a", "b", "c"]
+    x_test, _ = run_test_rows(first_run)
+    reader = crosskd.load(first_run)
+    probs = onnx_file.predict_proba(x_test)
+    decoded = ["".join(reader.alphabet_.decode(r)) for r in greedy_decode(torch.from_numpy(probs))]
+    assert decoded == reader.predict(x_test)
