@@ -369,14 +369,14 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "test_size",
-            "a share in (0, 1) or a count >= 1",
+            "a number in (0, 1) or a count >= 1",
             "hold-out for testing when there is no test data",
             {"table": 0.2, "image": 0.15, "textline": 0.1},
             _share_or_count,
         ),
         _S(
             "validation_size",
-            "a share in (0, 1) or a count >= 1",
+            "a number in (0, 1) or a count >= 1",
             "hold-out of the training rows for early stopping and best-epoch selection",
             {"table": 0.15, "image": 0.1, "textline": 0.1},
             _share_or_count,

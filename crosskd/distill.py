@@ -125,8 +125,9 @@ class TableKind(BaseKind):
             )
         if self.s["teacher_model"] is not None and not Path(self.s["teacher_model"]).is_file():
             raise ConfigError(
-                f"`teacher_model` {self.s['teacher_model']!r} does not exist. Give a LightGBM "
-                "model file (Booster.save_model), or leave it out to train a teacher."
+                f"LightGBM model file {self.s['teacher_model']!r} does not exist (`teacher_model`)."
+                " Give a model file written by Booster.save_model, or leave `teacher_model` out "
+                "to train a teacher."
             )
 
     def read(self, echo: Callable[[str], Any]) -> RunData:
@@ -204,8 +205,9 @@ class TableKind(BaseKind):
             teacher = LightGBMTeacher(self.s["teacher_model"])
             if teacher.info.num_classes != k:
                 raise DataError(
-                    f"`teacher_model` has {teacher.info.num_classes} classes but the target has "
-                    f"{k} ({[str(c) for c in self.classes]}). Use a model trained on this target."
+                    f"`teacher_model` has {teacher.info.num_classes} classes but target "
+                    f"{self.s['target']!r} has {k} ({[str(c) for c in self.classes]}). Use a model "
+                    "trained on this target."
                 )
             path = Path(self.s["teacher_model"])
             return TeacherResult(teacher, teacher, path, False, "LightGBM (given)")
@@ -265,12 +267,18 @@ class TableKind(BaseKind):
             return {"kind": "lightgbm", "model": model.model}
         return {"model": "MLP " + "-".join(str(h) for h in self.s["hidden"])}
 
-    def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
+    def extra(self, fitted: Any, parts: Parts, echo: Callable[[str], Any]) -> dict[str, Any]:
         fitted.student_.encode(parts.test[0])
         seen = fitted.student_.encoder.last_report_
+        unseen = {k: v for k, v in seen["unseen_categories"].items() if v}
+        if unseen:
+            echo(
+                f"note: {sum(unseen.values()):,} test value(s) of categorical columns were never "
+                f"seen in training ({unseen}); the student reads them as 'unknown'."
+            )
         return {
             "test_encoding": {
-                "unseen_categories": {k: v for k, v in seen["unseen_categories"].items() if v},
+                "unseen_categories": unseen,
                 "missing_values": {
                     **{k: v for k, v in seen["nan_counts"].items() if v},
                     **{k: v for k, v in seen["missing_categories"].items() if v},

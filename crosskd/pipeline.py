@@ -192,8 +192,9 @@ class Kind(Protocol):
     def save(self, fitted: Any, path: Path) -> Path:
         """Save a fitted student as a bundle."""
 
-    def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
-        """Kind-specific top-level report fields (e.g. ``test_encoding`` for tables)."""
+    def extra(self, fitted: Any, parts: Parts, echo: Callable[[str], Any]) -> dict[str, Any]:
+        """Kind-specific top-level report fields (e.g. ``test_encoding`` for tables); notes
+        about them go to ``echo``."""
 
 
 class BaseKind:
@@ -228,7 +229,7 @@ class BaseKind:
     def save(self, fitted: Any, path: Path) -> Path:
         return fitted.save(path)
 
-    def extra(self, fitted: Any, parts: Parts) -> dict[str, Any]:
+    def extra(self, fitted: Any, parts: Parts, echo: Callable[[str], Any]) -> dict[str, Any]:
         return {}
 
 
@@ -651,7 +652,7 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
         "baseline": blocks.get("baseline"),
         "student": blocks["student"],
         "device": str(getattr(student, "device_", settings["device"])),
-        **kind.extra(student, parts),
+        **kind.extra(student, parts, echo),
     }
     report["warnings"] = _warnings(report, student, epochs)
     config_file = save_resolved_config(out, settings, kind.name)

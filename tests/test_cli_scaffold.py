@@ -66,7 +66,9 @@ def test_every_flag_named_in_a_message_exists():
     for path in (ROOT / "crosskd").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9](?![\w-])", node.value):
+                for flag in re.findall(
+                    r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9](?![\w-])", node.value
+                ):
                     named.setdefault(flag, str(path.relative_to(ROOT)))
     outside = {"--nproc_per_node"}  # torchrun's own flag, in a how-to-launch message
     missing = {f: where for f, where in named.items() if f not in flags | outside}
@@ -123,7 +125,10 @@ def test_image_settings_fail_before_training(tmp_path, capsys, flags, message):
         (["--image-size", "8", "8"], "--image-size is a setting for images, but the data is read"),
         (["--head-width", "8"], "--head-width is a setting for text lines"),
         (["--positive-label", "maybe"], r"--positive-label 'maybe' is not one of the classes"),
-        (["--teacher-model", "nowhere.txt"], "--teacher-model '.*nowhere.txt' does not exist"),
+        (
+            ["--teacher-model", "nowhere.txt"],
+            "LightGBM model file '.*nowhere.txt' does not exist \\(--teacher-model\\)",
+        ),
     ],
 )
 def test_table_flags_that_do_not_apply_are_errors(tmp_path, capsys, monkeypatch, flags, message):
