@@ -238,13 +238,7 @@ def encode_categorical(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
             f"encode_categorical takes a DataFrame with the columns {columns}, got "
             f"{type(frame).__name__}."
         )
-    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"The data lacks the categorical column(s) {missing}; the student was trained with "
-            f"{columns}. Add them (missing values are allowed)."
-        )
+    frame = _with_columns(frame, columns, "categorical", "missing values are allowed")
     codes = np.zeros((len(frame), len(columns)), dtype=np.int64)
     for j, name in enumerate(columns):
         vocabulary = pd.Index(encoder.categories_[name], dtype=object)
@@ -259,13 +253,7 @@ def numeric_matrix(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
         DataError: a numeric column is missing or holds text.
     """
     columns = list(encoder.numeric_columns_)
-    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"The data lacks the numeric column(s) {missing}; the student was trained with "
-            f"{columns}. Add them (NaN is allowed)."
-        )
+    frame = _with_columns(frame, columns, "numeric", "NaN is allowed")
     try:
         values = frame[columns].to_numpy(dtype=np.float32, na_value=np.nan)
     except (TypeError, ValueError) as err:
@@ -273,6 +261,18 @@ def numeric_matrix(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
             f"The numeric columns {columns} must hold numbers (NaN allowed): {err}."
         ) from None
     return np.ascontiguousarray(values)
+
+
+def _with_columns(frame: pd.DataFrame, columns: list[str], what: str, note: str) -> pd.DataFrame:
+    """``frame`` with text column names; refuses one that lacks some of ``columns``."""
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"The data lacks the {what} column(s) {missing}; the student was trained with "
+            f"{columns}. Add them ({note})."
+        )
+    return frame
 
 
 def _atomic_write_bytes(target: Path, data: bytes) -> None:
