@@ -686,5 +686,5 @@ def save_resolved_config(
         "# Settings of this crosskd distill run (defaults, config file and flags merged).\n"
         "# Repeat it with: crosskd distill " + str(target) + "\n"
     )
-    text = header + yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None)
+    text = header + yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
     return write_text(target, text)

@@ -151,3 +151,9 @@ def test_library_cli_and_help_read_the_same_defaults(capsys):
     assert "(default: tables 2, images 4, text lines 1)" in help_text  # --temperature
     assert "(default: tables 32,16, images 800,800)" in help_text  # --hidden
     assert "text lines only; default 32" in help_text  # --height
+
+
+def test_docs_list_every_setting():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    for key in SETTINGS:
+        assert f"/ `{key}` |" in text, key
