@@ -498,6 +498,11 @@ REQUIRED = tuple(k for k, s in SETTINGS.items() if "table" in s.required)
 
 def _wrong(key: str, value: Any, where: str) -> ConfigError:
     expected = SETTINGS[key].expected
+    if key in ("test_size", "validation_size") and isinstance(value, float):
+        return ConfigError(
+            f"{'' if where == 'command line' else where + ': '}`{key}` must be a number in "
+            f"(0, 1), got {value!r} (or give a count of rows >= 1)."
+        )
     if where == "command line":
         return ConfigError(f"`{key}` must be {expected}, got {value!r}.")
     return ConfigError(
