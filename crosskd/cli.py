@@ -95,7 +95,9 @@ def _defaults_text(key: str) -> str:
     def shown(value: Any) -> str:
         if isinstance(value, list):
             return ",".join(map(str, value)) if key == "hidden" else " ".join(map(str, value))
-        return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        if value is None:
+            return "auto" if key == "batch_size" else "none"
+        return f"{value:g}" if isinstance(value, float) else str(value)
 
     values = {k: shown(setting.defaults[k]) for k in kinds}
     if len(set(values.values())) == 1:

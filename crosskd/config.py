@@ -348,10 +348,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "batch_size",
-            "a positive integer",
-            "rows per step",
-            {"table": 512, "image": 128, "textline": 32},
-            _integer,
+            "a positive integer or null",
+            "rows per step (tables, null: from the training rows, at least 16 steps an epoch: "
+            "a power of two from 32 to 512)",
+            {"table": None, "image": 128, "textline": 32},
+            _optional(_integer),
         ),
         _S(
             "lr",

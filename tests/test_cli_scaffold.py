@@ -228,6 +228,13 @@ def test_latency_is_timed_in_one_loop_and_the_minimum_kept():
     assert set(result) == {"teacher", "student"} and all(v >= 0 for v in result.values())
 
 
+def test_table_batch_size_follows_the_training_rows():
+    """512 rows a step left a 900-row table 2 steps an epoch; the default now gives >= 16."""
+    from crosskd.distill import auto_batch_size
+
+    assert [auto_batch_size(n) for n in (100, 884, 1105, 5000, 10**6)] == [32, 32, 64, 256, 512]
+
+
 def test_demo_help_states_no_false_time():
     demo = next(a for a in build_parser()._actions if a.dest == "command").choices["demo"]
     text = " ".join(demo.format_help().split())
@@ -259,6 +266,8 @@ def test_two_string_target_baseline_and_absolute_paths(fraud_run, monkeypatch, c
     assert re.search(r"^baseline\s+MLP 32-16", printed, flags=re.M)
     run = fraud_run / "run"
     report = json.loads((run / "report.json").read_text())
+    assert report["settings"]["batch_size"] == 32  # chosen from the ~270 training rows
+    assert "batch_size: 32" in (run / "config.yaml").read_text()
     assert report["data"]["classes"] == ["legit", "fraud"]
     assert report["data"]["positive_label"] == "fraud"
     assert report["baseline"]["params"] == report["student"]["params"] > 0
