@@ -505,6 +505,8 @@ def _wrong(key: str, value: Any, where: str) -> ConfigError:
             f"(0, 1), got {value!r} (or give a count of rows >= 1)."
         )
     if where == "command line":
+        if expected.endswith(" or null"):  # null is for files; the flag takes the rest
+            return ConfigError(f"`{key}` must be {expected[: -len(' or null')]}, got {value!r}.")
         return ConfigError(f"`{key}` must be {expected}, got {value!r}.")
     return ConfigError(
         f"{where}: `{key}` must be {expected}, got {value!r} ({type(value).__name__}). Fix it in "
