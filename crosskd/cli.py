@@ -93,6 +93,8 @@ def _defaults_text(key: str) -> str:
         return "required" + ("" if kinds == KINDS else f" for {KIND_NAMES[kinds[0]]}")
 
     def shown(value: Any) -> str:
+        if isinstance(value, list) and not value:
+            return "none"
         if isinstance(value, list):
             return ",".join(map(str, value)) if key == "hidden" else " ".join(map(str, value))
         if value is None:
@@ -110,8 +112,17 @@ def _add_setting(group: Any, key: str) -> None:
     setting = SETTINGS[key]
     text = f"{setting.help} ({_defaults_text(key)})"
     if key in ("baseline", "augment"):
-        flag = f"--no-{key.replace('_', '-')}"
-        group.add_argument(flag, dest=key, action="store_false", default=None, help=text)
+        off = {
+            "baseline": "do not train the baseline (the student on labels alone)",
+            "augment": "do not augment training batches (random shifts of images; affine "
+            "jitter, blur and noise of text lines)",
+        }[key]
+        kinds = setting.kinds()
+        where = "" if kinds == KINDS else f"{', '.join(KIND_NAMES[k] for k in kinds)} only; "
+        group.add_argument(
+            f"--no-{key}", dest=key, action="store_false", default=None,
+            help=f"{off} ({where}default: done)",
+        )  # fmt: skip
         return
     if key == "quiet":
         group.add_argument("--quiet", action="store_true", default=None, help=text)

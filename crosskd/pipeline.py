@@ -396,7 +396,7 @@ def _order_classes(data: RunData, positive: Any, echo: Callable[[str], Any]) -> 
         isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
         for c in classes
     ):
-        index, reason = int(np.argmax([float(c) for c in classes])), "the larger value (1 / True)"
+        index, reason = int(np.argmax([float(c) for c in classes])), "the larger value, 1 / True"
     else:
         counts = np.bincount(np.asarray(data.y), minlength=2)
         index = int(np.argmin(counts)) if counts[0] != counts[1] else 1
