@@ -117,10 +117,15 @@ def test_one_schema_per_kind_with_its_own_defaults(tmp_path):
     assert image["hidden"] == [800, 800] and "hidden" not in lines and "target" not in image
     assert "head_width" in lines and "image_size" in image and "drop" in table
     # each kind's settings resolved from a file hold the kind's keys and defaults
-    config = write(tmp_path / "c.yaml", "task: image\ndata: x.npz\nout: run\nepochs: 3\n")
+    # image files take the image keys (they were read through the table schema before)
+    config = write(
+        tmp_path / "c.yaml",
+        "task: image\ndata: x.npz\nout: run\nepochs: 3\nstudent: cnn\nshift: 1\nlr: 0.01\n",
+    )
     settings = resolve_settings(config, None, "image")
     assert set(settings) == set(keys_of("image"))
     assert settings["epochs"] == 3 and settings["alpha"] == image["alpha"]
+    assert (settings["student"], settings["shift"], settings["lr"]) == ("cnn", 1, 0.01)
     saved = save_resolved_config(tmp_path / "run", settings, "image")
     assert yaml.safe_load(saved.read_text())["task"] == "image"
     assert resolve_settings(saved, None, "image") == settings
