@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_cli_textline import _error  # one line on stderr, exit status 2
 
 from crosskd.cli import build_parser, main, translate
 from crosskd.config import SETTINGS, resolve_settings
@@ -26,14 +27,6 @@ from crosskd.pipeline import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _error(argv: list[str], capsys) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("crosskd: error: ") and err.count("\n") == 1, err
-    return err
 
 
 def _table(path: Path, n: int = 300, seed: int = 0, labels=("legit", "fraud")) -> pd.DataFrame:
