@@ -92,6 +92,8 @@ class OnnxExport:
         max_abs_diff: largest difference between onnxruntime and torch probabilities on the
             check rows (None when ``check=False``).
         encoder: the fitted :class:`~crosskd.tabular.TabularEncoder` of a tabular student.
+        alphabet: for a text-line (CTC) student, its alphabet (``{"chars", "blank"}``); its output
+            ``"probabilities"`` is then ``(n, frames, len(chars) + 1)``, read with greedy decoding.
     """
 
     path: Path
@@ -102,6 +104,7 @@ class OnnxExport:
     input_shape: tuple[int, ...] | None = None
     max_abs_diff: float | None = None
     encoder: Any = field(default=None, repr=False)
+    alphabet: dict[str, Any] | None = None
 
     def encode_categorical(self, frame: pd.DataFrame) -> np.ndarray:
         """The ``"categorical"`` input for the rows of ``frame``: ``(n, n_categorical)`` int64 codes.
@@ -206,6 +209,7 @@ class OnnxExport:
             categorical_columns=tuple(info.get("categorical_columns", ())),
             input_shape=None if info.get("input_shape") is None else tuple(info["input_shape"]),
             encoder=encoder,
+            alphabet=info.get("alphabet"),
         )
 
 
@@ -234,13 +238,7 @@ def encode_categorical(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
             f"encode_categorical takes a DataFrame with the columns {columns}, got "
             f"{type(frame).__name__}."
         )
-    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"The data lacks the categorical column(s) {missing}; the student was trained with "
-            f"{columns}. Add them (missing values are allowed)."
-        )
+    frame = _with_columns(frame, columns, "categorical", "missing values are allowed")
     codes = np.zeros((len(frame), len(columns)), dtype=np.int64)
     for j, name in enumerate(columns):
         vocabulary = pd.Index(encoder.categories_[name], dtype=object)
@@ -255,13 +253,7 @@ def numeric_matrix(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
         DataError: a numeric column is missing or holds text.
     """
     columns = list(encoder.numeric_columns_)
-    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"The data lacks the numeric column(s) {missing}; the student was trained with "
-            f"{columns}. Add them (NaN is allowed)."
-        )
+    frame = _with_columns(frame, columns, "numeric", "NaN is allowed")
     try:
         values = frame[columns].to_numpy(dtype=np.float32, na_value=np.nan)
     except (TypeError, ValueError) as err:
@@ -269,6 +261,18 @@ def numeric_matrix(encoder: Any, frame: pd.DataFrame) -> np.ndarray:
             f"The numeric columns {columns} must hold numbers (NaN allowed): {err}."
         ) from None
     return np.ascontiguousarray(values)
+
+
+def _with_columns(frame: pd.DataFrame, columns: list[str], what: str, note: str) -> pd.DataFrame:
+    """``frame`` with text column names; refuses one that lacks some of ``columns``."""
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"The data lacks the {what} column(s) {missing}; the student was trained with "
+            f"{columns}. Add them ({note})."
+        )
+    return frame
 
 
 def _atomic_write_bytes(target: Path, data: bytes) -> None:
@@ -548,30 +552,50 @@ def _compare(
 # ---------------------------------------------------------------------------------- export
 
 
-def _resolve_model(model: Any) -> tuple[nn.Module, tuple[Any, ...] | None, Any]:
-    """(student module, classes, input shapes known to the trainer) from what the user passed."""
-    from .trainer import Distiller
-
+def _resolve_model(model: Any) -> tuple[nn.Module, tuple[Any, ...] | None, Any, Any]:
+    """(student module, classes, input shapes known to the trainer, alphabet) from what the user
+    passed. Trainers are recognised by their fitted ``student_`` (no trainer is imported)."""
     inner = getattr(model, "distiller_", None)  # a fitted KDClassifier
     if inner is not None:
         model = inner
-    if isinstance(model, Distiller):
-        if not hasattr(model, "student_"):
-            raise NotFittedError(
-                "This Distiller is not fitted: call fit(X, y) (or Distiller.load(path)) before "
-                "exporting it."
-            )
-        return model.student_, tuple(model.classes_), getattr(model, "input_shapes_", None)
-    if hasattr(model, "fit") and hasattr(model, "get_params"):  # an unfitted KDClassifier
-        raise NotFittedError(
-            f"This {type(model).__name__} is not fitted: call fit(X, y) before exporting it."
-        )
     if isinstance(model, nn.Module):
-        return model, None, None
+        return model, None, None, None
+    if getattr(model, "student_", None) is not None:  # a fitted Distiller or CTCDistiller
+        classes = getattr(model, "classes_", None)
+        return (
+            model.student_,
+            None if classes is None else tuple(classes),
+            getattr(model, "input_shapes_", None),
+            getattr(model, "alphabet_", None),
+        )
+    if hasattr(model, "fit"):  # a trainer or a KDClassifier, not fitted yet
+        raise NotFittedError(
+            f"This {type(model).__name__} is not fitted: call fit(X, y) (or load a saved student) "
+            "before exporting it."
+        )
     raise ConfigError(
-        f"export_onnx takes a fitted Distiller or KDClassifier, or a student torch module "
-        f"(TabularStudent, MLP, ...); got a {type(model).__name__}."
+        f"export_onnx takes a fitted trainer (Distiller, CTCDistiller) or KDClassifier, or a "
+        f"student torch module (TabularStudent, MLP, ...); got a {type(model).__name__}."
     )
+
+
+def _check_readings(
+    graph: Any, ort: Any, name: str, example: torch.Tensor, expected: np.ndarray, blank: int
+) -> None:
+    """Refuse an export whose greedy CTC readings differ from torch's on any line."""
+    from .losses import greedy_decode
+
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["probabilities"], {name: example.numpy()})
+    ours = greedy_decode(torch.from_numpy(np.ascontiguousarray(got)), blank=blank)
+    theirs = greedy_decode(torch.from_numpy(expected), blank=blank)
+    wrong = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
+    if wrong:
+        raise ExportError(
+            f"onnxruntime reads {len(wrong)} of {len(ours)} lines differently from torch (first: "
+            f"line {wrong[0]}, onnxruntime {ours[wrong[0]]} vs torch {theirs[wrong[0]]}, as class "
+            "indices). Nothing was written. Please report this with the student's class."
+        )
 
 
 def export_onnx(
@@ -614,7 +638,7 @@ def export_onnx(
     from .tabular import MLP, TabularStudent
 
     onnx, ort = _require_onnx()
-    student, classes, trainer_shapes = _resolve_model(model)
+    student, classes, trainer_shapes, alphabet = _resolve_model(model)
     student = getattr(student, "_orig_mod", getattr(student, "module", student))
     if not (isinstance(atol, (int, float)) and atol >= 0 and math.isfinite(atol)):
         raise ConfigError(f"atol must be a finite number >= 0, got {atol!r}.")
@@ -668,14 +692,20 @@ def export_onnx(
                 with torch.inference_mode():
                     expected = torch.softmax(student(example).float(), dim=-1).numpy()
                 diff = _compare(graph, ort, {names[0]: example.numpy()}, expected, atol)
+                if expected.ndim == 3:  # CTC frames: the readings must agree too
+                    blank = 0 if alphabet is None else int(alphabet.blank)
+                    _check_readings(graph, ort, names[0], example, expected, blank)
             info = {"input_shape": list(shape), "encoder": None}
             result_kwargs = {"input_shape": tuple(shape)}
+            if alphabet is not None:
+                info["alphabet"] = alphabet.to_dict()
+                result_kwargs["alphabet"] = alphabet.to_dict()
     finally:
         student.train(was_training)
         if device.type != "cpu":
             student.to(device)
 
-    if classes is None and getattr(student, "num_classes", None) is not None:
+    if classes is None and alphabet is None and getattr(student, "num_classes", None) is not None:
         classes = tuple(range(int(student.num_classes)))
     from .io import _crosskd_version, _json_safe
 
@@ -789,20 +819,62 @@ def export_command(
     source = Path(run_dir)
     if not source.exists():
         raise BundleError(
-            f"{source} does not exist. Pass the --out folder of a crosskd distill run, or a "
+            f"{source} does not exist. Give the `out` folder of a crosskd distill run, or a "
             ".safetensors student bundle."
         )
-    distiller = load(source)
+    folder = source if source.is_dir() else source.parent
+    fitted = load(source)
+    input_shape, sample = _run_inputs(folder, fitted)
     if out is None:
-        out = (source if source.is_dir() else source.parent) / "student.onnx"
-    result = export_onnx(distiller, out)
+        out = folder / "student.onnx"
+    result = export_onnx(fitted, out, input_shape=input_shape, sample=sample)
     inputs = ", ".join(f"{name} {_describe_input(result, name)}" for name in result.input_names)
+    if result.alphabet is not None:
+        frames = f"(n, frames, {len(result.alphabet['chars']) + 1})"
+        checked = (
+            f"onnxruntime reads the {len(sample)} test lines of the run as torch does"
+            if sample is not None
+            else "onnxruntime reads generated lines as torch does"
+        )
+        echo(
+            f"wrote {result.path} (inputs: {inputs}; output: per-frame probabilities {frames}, "
+            f"read with greedy CTC decoding); {checked}, probabilities within "
+            f"{result.max_abs_diff:.1e}"
+        )
+        return result
+    rows = f" on {len(sample)} test rows of the run" if sample is not None else ""
     echo(
         f"wrote {result.path} (inputs: {inputs}; output: probabilities (n, "
         f"{len(result.classes or ())}); onnxruntime matches torch within "
-        f"{result.max_abs_diff:.1e})"
+        f"{result.max_abs_diff:.1e}{rows})"
     )
     return result
+
+
+def _run_inputs(folder: Path, fitted: Any) -> tuple[tuple[int, ...] | None, Any]:
+    """(per-row input shape, test rows) of the run in ``folder``, for an image or text-line
+    student: the shape from ``report.json`` (or the bundle's input geometry), the test rows read
+    again through the run's ``config.yaml`` and split (None when the run's data is not there)."""
+    student = getattr(fitted, "student_", None)
+    if student is None or hasattr(student, "encoder"):  # tabular: generated rows check it
+        return None, None
+    shape = None
+    report = folder / "report.json"
+    if report.is_file():
+        info = json.loads(report.read_text(encoding="utf-8"))
+        shape = (info.get("data") or {}).get("input_shape") or info.get("input_shape")
+    sample = None
+    if (folder / "config.yaml").is_file():
+        from .exceptions import CrossKDError
+        from .pipeline import run_test_rows
+
+        try:
+            sample = run_test_rows(folder)[0]
+        except (CrossKDError, OSError):
+            sample = None  # the data moved: the check uses generated inputs
+    if sample is not None and len(sample) > 256:
+        sample = sample[:256]
+    return (None if shape is None else tuple(int(v) for v in shape)), sample
 
 
 def _describe_input(result: OnnxExport, name: str) -> str:

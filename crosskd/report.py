@@ -3,9 +3,11 @@
 :func:`write_run_artefacts` is called at the end of ``crosskd distill`` (and can be called on any
 fitted :class:`~crosskd.Distiller`'s ``history_``). It writes, into the run folder:
 
-- ``summary.md``: task, rows, teacher vs student quality and size, settings, the plots;
-- ``curves.png``: each loss term per epoch (``loss``, ``kd``, ``ce``; training solid, validation
-  dashed) and the validation metrics;
+- ``summary.md``: task, rows, split, teacher vs baseline vs student quality, size and latency,
+  agreement with the teacher, warnings, training, settings, the plots;
+- ``curves.png``: every loss term of the history per epoch (each ``train_<term>`` solid, its
+  ``val_<term>`` dashed: ``loss``, ``kd``, ``ce`` or ``ctc``, ...) and every other ``val_*`` key
+  (the validation metrics), for any kind of run;
 - binary tasks: ``scores.png`` (teacher vs student probability of the positive class on the test
   rows: points on the diagonal are rows where the student copies the teacher) and
   ``reliability.png`` (predicted probability vs observed frequency, teacher and student);
@@ -38,7 +40,6 @@ PLOT_NAMES = {
     "reliability": "reliability.png",
     "confusion": "confusion.png",
 }
-_LOSS_TERMS = ("loss", "kd", "ce")
 
 
 def write_run_artefacts(
@@ -50,6 +51,8 @@ def write_run_artefacts(
     teacher_proba: Any = None,
     student_proba: Any = None,
     classes: Sequence[Any] | None = None,
+    baseline_proba: Any = None,
+    baseline_history: Sequence[Mapping[str, float]] | None = None,
 ) -> dict[str, Path]:
     """Write ``summary.md`` and the PNG plots of a run into ``out_dir``.
 
@@ -57,13 +60,16 @@ def write_run_artefacts(
         out_dir: the run folder (created when missing).
         report: the run report (``crosskd distill``'s ``report.json`` content); every key is
             optional, what is there is summarised.
-        history: per-epoch records of the trainer (``Distiller.history_``): ``epoch``,
-            ``train_loss``, ``train_kd``, ``train_ce``, ``val_*``.
+        history: per-epoch records of the (distilled) student's trainer (``history_``):
+            ``epoch``, ``train_<term>`` per loss term, ``val_<term>``, ``val_<metric>``.
         y_true: test labels: integer class indices ``0..C-1`` (the columns of the
             probabilities), or, when not integers, labels found in ``classes``. Needed for the reliability diagram and confusion matrix.
         teacher_proba: teacher probabilities on the test rows, ``(n, C)``.
         student_proba: student probabilities on the test rows, ``(n, C)``.
-        classes: class labels, the columns of the probabilities (default: ``report["classes"]``).
+        classes: class labels, the columns of the probabilities (default: the report's
+            ``data.classes``); plots and the summary name them.
+        baseline_proba: the baseline's probabilities on the test rows (its reliability curve).
+        baseline_history: the baseline's history (its validation metrics join the curves).
 
     Returns:
         ``{kind: path}`` of the files written: ``summary`` and any of ``curves``, ``scores``,
@@ -77,9 +83,11 @@ def write_run_artefacts(
     matplotlib.use("Agg", force=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    classes = list(classes if classes is not None else report.get("classes") or [])
+    given = (report.get("data") or {}).get("classes") or report.get("classes")
+    classes = list(classes if classes is not None else given or [])
     teacher_p = _proba(teacher_proba, "teacher_proba")
     student_p = _proba(student_proba, "student_proba")
+    baseline_p = _proba(baseline_proba, "baseline_proba")
     width = next((p.shape[1] for p in (student_p, teacher_p) if p is not None), len(classes))
     if not classes and width:
         classes = list(range(width))
@@ -100,13 +108,18 @@ def write_run_artefacts(
 
     written: dict[str, Path] = {}
     if history:
-        written["curves"] = _plot_curves(out / PLOT_NAMES["curves"], history)
+        written["curves"] = _plot_curves(out / PLOT_NAMES["curves"], history, baseline_history)
     if len(classes) == 2:
         if teacher_p is not None and student_p is not None:
-            written["scores"] = _plot_scores(out / PLOT_NAMES["scores"], teacher_p, student_p, y)
+            written["scores"] = _plot_scores(
+                out / PLOT_NAMES["scores"], teacher_p, student_p, y, classes
+            )
         if y is not None and (teacher_p is not None or student_p is not None):
             written["reliability"] = _plot_reliability(
-                out / PLOT_NAMES["reliability"], y, teacher_p, student_p
+                out / PLOT_NAMES["reliability"],
+                y,
+                {"teacher": teacher_p, "baseline": baseline_p, "student": student_p},
+                classes,
             )
     elif len(classes) > 2 and y is not None and student_p is not None:
         written["confusion"] = _plot_confusion(out / PLOT_NAMES["confusion"], y, student_p, classes)
@@ -176,43 +189,69 @@ def _save(fig: Any, target: Path) -> Path:
     return target
 
 
-def _plot_curves(target: Path, history: Sequence[Mapping[str, float]]) -> Path:
-    epochs = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]
-    metrics = sorted(
-        {
+def _loss_terms(history: Sequence[Mapping[str, float]]) -> list[str]:
+    """The loss terms a history logs: the suffixes of its ``train_*`` keys, in order."""
+    return list(dict.fromkeys(k[6:] for r in history for k in r if k.startswith("train_")))
+
+
+def _plot_curves(
+    target: Path,
+    history: Sequence[Mapping[str, float]],
+    baseline: Sequence[Mapping[str, float]] | None = None,
+) -> Path:
+    terms = _loss_terms(history)
+    metrics = list(
+        dict.fromkeys(
             k
-            for r in history
+            for r in [*history, *(baseline or [])]
             for k in r
-            if k.startswith("val_") and k[4:] not in _LOSS_TERMS and _finite(r[k])
-        }
+            if k.startswith("val_") and k[4:] not in terms and _finite(r[k])
+        )
     )
     fig, axes = _figure(2 if metrics else 1)
     ax = axes[0]
-    colors = {"loss": "black", "kd": "tab:blue", "ce": "tab:orange"}
-    for term in _LOSS_TERMS:
+    colors = [f"C{i}" for i in range(10)]
+    for i, term in enumerate(terms):
         for split, style in (("train", "-"), ("val", "--")):
             key = f"{split}_{term}"
-            values = [r.get(key, math.nan) for r in history]
-            if any(_finite(v) for v in values):
-                ax.plot(epochs, values, style, color=colors[term], label=key, marker=".")
+            epochs, values = _series(history, key)
+            if values:
+                ax.plot(epochs, values, style, color=colors[i % 10], label=key, marker=".")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss term")
-    ax.set_title("Loss terms (kd: soft term incl. T², ce: label term)")
-    ax.legend(fontsize="small")
+    ax.set_title("Distilled student: loss terms (training solid, validation dashed)")
+    if terms:
+        ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     if metrics:
         ax = axes[1]
-        for key in metrics:
-            ax.plot(epochs, [r.get(key, math.nan) for r in history], marker=".", label=key)
+        for i, key in enumerate(metrics):
+            for name, records, style in (("student", history, "-"), ("baseline", baseline, ":")):
+                epochs, values = _series(records or [], key)
+                if values:
+                    label = f"{name} {key}"
+                    ax.plot(epochs, values, style, color=colors[i % 10], marker=".", label=label)
         ax.set_xlabel("epoch")
-        ax.set_title("Validation metrics")
+        ax.set_title("Validation metrics (baseline dotted)")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     return _save(fig, target)
 
 
+def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[int], list[float]]:
+    epochs = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]
+    values = [r.get(key, math.nan) for r in history]
+    if not any(_finite(v) for v in values):
+        return [], []
+    return epochs, values
+
+
 def _plot_scores(
-    target: Path, teacher_p: np.ndarray, student_p: np.ndarray, y: np.ndarray | None
+    target: Path,
+    teacher_p: np.ndarray,
+    student_p: np.ndarray,
+    y: np.ndarray | None,
+    classes: Sequence[Any],
 ) -> Path:
     fig, axes = _figure(size=(5.0, 5.0))
     ax = axes[0]
@@ -220,28 +259,33 @@ def _plot_scores(
     if y is None:
         ax.scatter(t, s, s=6, alpha=0.4, color="tab:blue")
     else:
-        for label, color, name in ((0, "tab:blue", "class 0"), (1, "tab:red", "class 1")):
+        for label, color in ((0, "tab:blue"), (1, "tab:red")):
+            name = f"true {classes[label]}"
             mask = y == label
             ax.scatter(t[mask], s[mask], s=6, alpha=0.4, color=color, label=name)
         ax.legend(fontsize="small", markerscale=3)
     ax.plot([0, 1], [0, 1], color="grey", lw=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("teacher P(class 1)")
-    ax.set_ylabel("student P(class 1)")
+    ax.set_xlabel(f"teacher P({classes[1]})")
+    ax.set_ylabel(f"student P({classes[1]})")
     agreement = float(np.mean((t >= 0.5) == (s >= 0.5))) if len(t) else math.nan
     ax.set_title(f"Teacher vs student scores (decision agreement {agreement:.1%})")
     return _save(fig, target)
 
 
 def _plot_reliability(
-    target: Path, y: np.ndarray, teacher_p: np.ndarray | None, student_p: np.ndarray | None
+    target: Path,
+    y: np.ndarray,
+    probas: Mapping[str, np.ndarray | None],
+    classes: Sequence[Any],
 ) -> Path:
     fig, axes = _figure(size=(5.0, 5.0))
     ax = axes[0]
     ax.plot([0, 1], [0, 1], color="grey", lw=1, label="perfectly calibrated")
     bins = np.linspace(0.0, 1.0, 11)
-    for name, p, color in (("teacher", teacher_p, "tab:green"), ("student", student_p, "tab:blue")):
+    colors = {"teacher": "tab:green", "baseline": "tab:orange", "student": "tab:blue"}
+    for name, p in probas.items():
         if p is None:
             continue
         score = p[:, 1]
@@ -252,11 +296,11 @@ def _plot_reliability(
             if mask.any():
                 xs.append(float(score[mask].mean()))
                 ys.append(float((y[mask] == 1).mean()))
-        ax.plot(xs, ys, marker="o", color=color, label=name)
+        ax.plot(xs, ys, marker="o", color=colors.get(name), label=name)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("predicted P(class 1), 10 bins")
-    ax.set_ylabel("observed frequency of class 1")
+    ax.set_xlabel(f"predicted P({classes[1]}), 10 bins")
+    ax.set_ylabel(f"observed frequency of {classes[1]}")
     ax.set_title("Reliability diagram (test rows)")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
@@ -302,6 +346,15 @@ def _plot_confusion(target: Path, y: np.ndarray, student_p: np.ndarray, classes:
 # ---------------------------------------------------------------------------------- summary
 
 
+_ROLES = ("teacher", "baseline", "student")
+_TITLES = {
+    "curves": "Training curves",
+    "scores": "Teacher vs student scores",
+    "reliability": "Reliability diagram",
+    "confusion": "Confusion matrix",
+}
+
+
 def _summary(
     report: Mapping[str, Any],
     history: Sequence[Mapping[str, float]],
@@ -311,52 +364,66 @@ def _summary(
     student_p: np.ndarray | None,
 ) -> str:
     lines = ["# crosskd distill: run summary", ""]
+    data = report.get("data") or {}
     task = report.get("task", "binary" if len(classes) == 2 else "multiclass")
-    target = report.get("target")
+    kind = report.get("kind")
+    target = data.get("target", report.get("target"))
     lines.append(
         f"- **Task**: {task}"
+        + (f" ({kind})" if kind else "")
         + (f", target `{target}`" if target else "")
         + (f", classes {', '.join(f'`{c}`' for c in classes[:20])}" if classes else "")
         + (" ..." if len(classes) > 20 else "")
     )
+    if data.get("positive_label") is not None:
+        lines.append(
+            f"- **Positive class**: `{data['positive_label']}` "
+            f"({data.get('positive_label_reason', 'given')}); scores are P({data['positive_label']})"
+        )
     rows = report.get("rows") or {}
     if rows:
         lines.append("- **Rows**: " + ", ".join(f"{k} {int(v):,}" for k, v in rows.items()))
-    teacher, student = report.get("teacher") or {}, report.get("student") or {}
-    metric_keys = list(
-        dict.fromkeys([*(teacher.get("metrics") or {}), *(student.get("metrics") or {})])
-    )
-    if teacher or student:
-        lines += ["", "## Teacher vs student (test rows)", ""]
-        header = ["model", "params", "bytes", *metric_keys]
+    split = report.get("split") or {}
+    if split:
+        lines.append(
+            f"- **Split**: seed {split.get('seed')}, test from {split.get('test_source')}"
+            + (", stratified" if split.get("stratified") else "")
+        )
+    parts = {r: report.get(r) for r in _ROLES if report.get(r)}
+    metric_keys = list(dict.fromkeys(k for p in parts.values() for k in p.get("metrics") or {}))
+    if parts:
+        lines += ["", "## Teacher, baseline and distilled student (test rows)", ""]
+        header = ["model", "params", "bytes", *metric_keys, "CPU ms (batch 1)"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        for name, part in (("teacher", teacher), ("student", student)):
-            if not part:
-                continue
+        for role, part in parts.items():
             metrics = part.get("metrics") or {}
+            name = f"{role} ({part['model']})" if part.get("model") else role
             cells = [
-                f"{name} ({part['kind']})" if part.get("kind") else name,
+                name,
                 _int(part.get("params")),
                 _int(part.get("bytes")),
                 *(_num(metrics.get(k)) for k in metric_keys),
+                _num(part.get("latency_ms_batch1"), 3),
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        if "baseline" in report and not report.get("baseline"):
+            lines += ["", "No baseline was trained (`baseline` off)."]
+        teacher, student = parts.get("teacher") or {}, parts.get("student") or {}
         if teacher.get("bytes") and student.get("bytes"):
             lines += [
                 "",
                 f"The student is {teacher['bytes'] / student['bytes']:.1f}x smaller than the "
-                "teacher in bytes.",
+                "teacher in bytes. Latency: the minimum over repeated calls, all models timed in "
+                "one loop.",
             ]
-    if teacher_p is not None and student_p is not None and len(student_p):
-        agreement = float(np.mean(teacher_p.argmax(1) == student_p.argmax(1)))
-        lines.append(
-            f"On the test rows the student predicts the teacher's class for {agreement:.1%} of "
-            "the rows (fidelity)."
-        )
+    lines += _agreement_lines(parts, teacher_p, student_p)
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     if history:
         last = history[-1]
-        best = student.get("best_epoch")
+        best = (parts.get("student") or {}).get("best_epoch")
         lines += [
             "",
             "## Training",
@@ -366,8 +433,8 @@ def _summary(
             + ". Last epoch: "
             + ", ".join(
                 f"{k} {last[k]:.4g}"
-                for k in ("train_loss", "train_kd", "train_ce", "val_loss")
-                if k in last and _finite(last[k])
+                for k in last
+                if (k.startswith("train_") or k.startswith("val_")) and _finite(last[k])
             )
             + ".",
         ]
@@ -383,33 +450,76 @@ def _summary(
             f"Note: the test rows hold categorical values never seen in training ({unseen}); "
             "the student reads them as 'unknown'.",
         ]
-    titles = {
-        "curves": "Training curves",
-        "scores": "Teacher vs student scores",
-        "reliability": "Reliability diagram",
-        "confusion": "Confusion matrix",
-    }
     if written:
         lines += ["", "## Plots", ""]
-        for kind, path in written.items():
-            lines += [f"### {titles[kind]}", "", f"![{titles[kind]}]({path.name})", ""]
-    files = [f"`{Path(str(p)).name}`" for p in (student.get("file"), teacher.get("file")) if p]
-    lines += [
+        for name, path in written.items():
+            lines += [f"### {_TITLES[name]}", "", f"![{_TITLES[name]}]({path.name})", ""]
+    lines += _use_lines(report, parts)
+    return "\n".join(lines)
+
+
+def _agreement_lines(
+    parts: Mapping[str, Any], teacher_p: np.ndarray | None, student_p: np.ndarray | None
+) -> list[str]:
+    rows = {r: (parts[r].get("agreement") or {}) for r in ("baseline", "student") if r in parts}
+    rows = {r: a for r, a in rows.items() if a}
+    if not rows and teacher_p is not None and student_p is not None and len(student_p):
+        rows = {"student": {"prediction_agreement": float(np.mean(
+            teacher_p.argmax(1) == student_p.argmax(1)))}}  # fmt: skip
+    if not rows:
+        return []
+    out = ["", "## Agreement with the teacher (test rows)", ""]
+    ranked = any("spearman" in a for a in rows.values())
+    if ranked:
+        out += [
+            "| model | same class | Spearman | top 1 % overlap | top 5 % overlap | teacher's top 1 % "
+            "in the model's top 5 % |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for role, a in rows.items():
+            cells = [a.get(k) for k in ("prediction_agreement", "spearman", "top1_overlap",
+                                        "top5_overlap", "teacher_top1_in_student_top5")]  # fmt: skip
+            out.append(f"| {role} | " + " | ".join(_num(v) for v in cells) + " |")
+        out += [
+            "",
+            "On an imbalanced target the share of rows given the teacher's class says little; the "
+            "overlaps say whether the student ranks the teacher's most suspicious rows first.",
+        ]
+    else:
+        for role, a in rows.items():
+            out.append(
+                f"- {role}: predicts the teacher's class (or reading) for "
+                f"{a.get('prediction_agreement', math.nan):.1%} of the test rows (fidelity)."
+            )
+    return out
+
+
+def _use_lines(report: Mapping[str, Any], parts: Mapping[str, Any]) -> list[str]:
+    files = [f"`{Path(str(p['file'])).name}`" for p in parts.values() if p.get("file")]
+    if report.get("task") == "sequence":
+        use = [
+            'reader = crosskd.load("<this folder>")   # a CTCDistiller with its alphabet',
+            "texts = reader.predict(images)           # (n, C, H, W) -> n strings",
+        ]
+    else:
+        use = [
+            'student = crosskd.load("<this folder>")  # student.safetensors: weights (+ encoder)',
+            "proba = student.predict_proba(rows)       # (n_rows, n_classes)",
+        ]
+    return [
         "",
         "## Use the student",
         "",
         "```python",
         "import crosskd",
         "",
-        'student = crosskd.load("<this folder>")  # student.safetensors: weights + encoder',
-        "proba = student.predict_proba(frame)       # (n_rows, n_classes)",
+        *use,
         "```",
         "",
         "Export it with `crosskd export <this folder> --format onnx --out student.onnx`."
-        + (f" Files: {', '.join(files)}, `report.json`." if files else ""),
+        + (f" Files: {', '.join(dict.fromkeys(files))}, `report.json`." if files else ""),
         "",
     ]
-    return "\n".join(lines)
 
 
 def _finite(value: Any) -> bool:
@@ -420,8 +530,10 @@ def _int(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, (int, float)) else ""
 
 
-def _num(value: Any) -> str:
-    return f"{value:.4f}" if _finite(value) else ""
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:.{digits}f}" if _finite(value) else ""
 
 
 def _atomic_write_text(target: Path, text: str) -> None:

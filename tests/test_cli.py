@@ -63,16 +63,18 @@ def test_distill_csv_end_to_end(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["task"] == "binary"
+    assert report["task"] == "binary" and report["kind"] == "table"
     assert report["rows"]["transfer"] == 200
-    for part in ("teacher", "student"):
+    for part in ("teacher", "baseline", "student"):
         assert report[part]["params"] > 0
         assert set(report[part]["metrics"]) >= {"roc_auc", "average_precision"}
         assert 0.0 <= report[part]["metrics"]["roc_auc"] <= 1.0
     teacher_files = [p.name for p in out.iterdir() if "teacher" in p.name]
     assert teacher_files == ["teacher-lightgbm.txt"]
     printed = capsys.readouterr().out
-    assert "teacher" in printed and "student" in printed
+    assert "teacher" in printed and "baseline" in printed and "student" in printed
+    # The baseline is the same student trained on labels alone.
+    assert report["baseline"]["params"] == report["student"]["params"]
 
     # The saved student predicts from the raw frame (the ID column is simply ignored).
     student = crosskd.load(out)
@@ -112,8 +114,9 @@ def test_distill_multiclass_with_test_file(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["task"] == "multiclass"
     assert report["rows"]["test"] == 200
-    assert set(report["student"]["metrics"]) == {"accuracy"}
-    assert report["classes"] == ["high", "low", "mid"]
+    assert set(report["student"]["metrics"]) == {"accuracy", "errors"}
+    assert report["data"]["classes"] == ["high", "low", "mid"]
+    assert report["split"]["test_source"] == str(tmp_path / "test.csv")
 
 
 @pytest.mark.parametrize(
@@ -187,9 +190,22 @@ def test_distill_image_data_from_the_cli(tmp_path, capsys):
             "--teacher", "timm:test_resnet", "--student", "cnn", "--epochs", "1", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["task"] == "image"
+    assert report["kind"] == "image" and report["task"] == "multiclass"
     assert {"accuracy", "errors"} <= set(report["student"]["metrics"])
     assert (out / "teacher.safetensors").is_file()
+    # the same artefact set as a table run: config, summary and curves too
+    assert {"config.yaml", "summary.md", "curves.png", "confusion.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    # Issue 17 item 4: a CNN student's run exports (input shape from report.json), checked on
+    # the run's own test images.
+    pytest.importorskip("onnxruntime")
+    capsys.readouterr()
+    assert main(["export", str(out), "--format", "onnx", "--out", str(tmp_path / "s.onnx")]) == 0
+    assert "input float32 (n, 1, 8, 8)" in capsys.readouterr().out
+    assert (tmp_path / "s.onnx").is_file()
     capsys.readouterr()
     assert main([*argv[:3], "--out", str(tmp_path / "r2"), "--target", "y"]) == 2
-    assert "--target: only for tables" in capsys.readouterr().err
+    assert "--target is a setting for tables, but the data is read as images" in (
+        capsys.readouterr().err
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 import crosskd
@@ -19,8 +20,8 @@ from crosskd.vision.textline_distill import TEXTLINE_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny models and one epoch: each run takes a few seconds on one CPU thread.
-TINY = ["--epochs", "1", "--student-width", "2", "--hidden", "8", "--quiet"]
-TINY_TEACHER = ["--teacher-backbone", "tiny"]
+TINY = ["--epochs", "1", "--student-width", "2", "--head-width", "8", "--quiet"]
+TINY_TEACHER = ["--teacher", "tiny"]
 
 
 def draw_line(text: str, height: int, colour: bool) -> Image.Image:
@@ -83,17 +84,22 @@ def first_run(tmp_path_factory) -> Path:
 
 
 def test_textline_run_writes_student_teacher_and_report(first_run):
+    # the same artefact set as the other kinds
     assert {p.name for p in first_run.iterdir()} == {
         "student.safetensors",
         "teacher.safetensors",
         "report.json",
+        "config.yaml",
+        "summary.md",
+        "curves.png",
     }
     report = json.loads((first_run / "report.json").read_text())
-    assert report["task"] == "textline"
-    assert report["alphabet"]["chars"] == ["a", "b", "c"]
-    assert report["input_shape"][:2] == [1, 24]  # colour read as grey
+    assert report["kind"] == "textline" and report["task"] == "sequence"
+    data = report["data"]
+    assert data["alphabet"]["chars"] == ["a", "b", "c"]
+    assert data["input_shape"][:2] == [1, 24]  # colour read as grey
     assert report["settings"]["height"] == 24 != TEXTLINE_DEFAULTS["height"]
-    assert report["rows"] == {"train": 16, "validation": 2, "test": 2}
+    assert report["rows"] == {"train": 16, "validation": 2, "test": 2, "transfer": 0}
     split = report["split"]
     assert (split["seed"], split["n_train"], split["n_val"], split["n_test"]) == (3, 16, 2, 2)
     assert split["test_source"] == "split of data" and set(split["sha256_12"]) == {
@@ -101,11 +107,11 @@ def test_textline_run_writes_student_teacher_and_report(first_run):
         "val",
         "test",
     }
-    assert report["settings"]["epochs"] == 1 and report["settings"]["teacher_epochs"] == 1
-    assert report["settings"]["student"]["width"] == 2
+    assert report["settings"]["epochs"] == 1 and report["teacher"]["epochs_run"] == 1
+    assert report["settings"]["student_width"] == 2 and report["settings"]["head_width"] == 8
     assert report["teacher"]["trained"] is True
     assert report["teacher"]["config"]["backbone"] == "tiny"
-    for role in ("teacher", "student"):
+    for role in ("teacher", "baseline", "student"):
         part = report[role]
         assert set(part["metrics"]) == {"sequence_accuracy", "cer"}
         assert 0.0 <= part["metrics"]["sequence_accuracy"] <= 1.0 and part["metrics"]["cer"] >= 0
@@ -114,13 +120,13 @@ def test_textline_run_writes_student_teacher_and_report(first_run):
     # The student is a CTCDistiller bundle that knows its alphabet and the lines' geometry.
     info = read_bundle_info(first_run / "student.safetensors")
     assert info["metadata"]["input"] == {
-        "height": report["input_shape"][1],
-        "width": report["input_shape"][2],
+        "height": data["input_shape"][1],
+        "width": data["input_shape"][2],
         "channels": 1,
     }
     model = crosskd.load(first_run)
     assert isinstance(model, CTCDistiller) and model.alphabet_.chars == ("a", "b", "c")
-    readings = model.predict(np.zeros((2, *report["input_shape"]), np.float32))
+    readings = model.predict(np.zeros((2, *data["input_shape"]), np.float32))
     assert len(readings) == 2 and all(isinstance(r, str) for r in readings)
 
 
@@ -132,7 +138,7 @@ def test_second_run_reuses_the_teacher_from_a_tsv(first_run, tmp_path, capsys):
     capsys.readouterr()
     # No --task: a .tsv naming images is text lines.
     argv = ["distill", "--data", str(tsv), "--test", str(test), "--out", str(out)]
-    assert main([*argv, "--teacher", str(teacher), *TINY]) == 0
+    assert main([*argv, "--teacher-model", str(teacher), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "training a" not in printed and f"teacher: {teacher}" in printed
     assert not (out / "teacher.safetensors").exists()
@@ -140,10 +146,11 @@ def test_second_run_reuses_the_teacher_from_a_tsv(first_run, tmp_path, capsys):
     first = json.loads((first_run / "report.json").read_text())
     assert report["teacher"]["trained"] is False and report["teacher"]["file"] == str(teacher)
     assert report["teacher"]["params"] == first["teacher"]["params"]
-    assert report["settings"]["teacher"] is None and report["settings"]["teacher_epochs"] is None
+    assert report["settings"]["teacher_model"] == str(teacher)
     assert report["rows"]["test"] == 4 and report["split"]["test_source"] == str(test)
-    assert report["alphabet"] == first["alphabet"]  # the teacher's alphabet
-    assert report["input_shape"][1] == 24  # the teacher's height, without --height
+    assert report["data"]["alphabet"] == first["data"]["alphabet"]  # the teacher's alphabet
+    assert report["data"]["input_shape"][1] == 24  # the teacher's height, without --height
+    assert report["settings"]["height"] == 24
     assert set(report["student"]["metrics"]) == {"sequence_accuracy", "cer"}
 
 
@@ -163,14 +170,17 @@ def _error(argv: list[str], capsys) -> str:
         ("missing teacher", "The teacher checkpoint .* does not exist"),
         ("not a model", "not a crosskd bundle"),
         ("alphabet mismatch", r"character\(s\) that the teacher .* cannot read \('z'\)"),
-        ("timm teacher", "--teacher is a checkpoint file .* --teacher-backbone resnet18"),
-        ("teacher and backbone", "--teacher-backbone chooses the architecture"),
-        ("two hidden sizes", "one number such as 64; got 8,8"),
-        ("image student", "--student: not for text lines"),
-        ("lines too narrow", r"needs \d CTC frames .* reads 2 frames"),
-        ("other height than the teacher", "reads lines of height 24, but height 48"),
-        ("bad alpha", r"alpha must be in \[0, 1\]"),
-        ("textline flag on a table", "--height: only for text-line data"),
+        ("checkpoint as --teacher", "--teacher is the backbone .* give it as --teacher-model"),
+        ("teacher and backbone", "--teacher chooses the backbone of a teacher to train"),
+        ("two hidden sizes", "--hidden is a setting for tables, images, but the data is read"),
+        ("image student", "--student for text lines is a CRNN backbone"),
+        ("lines too narrow", r"needs \d CTC frames .* the student reads 2 frames"),
+        ("other height than the teacher", "reads lines of height 24, but --height 48"),
+        ("bad alpha", r"--alpha must be a number in \[0, 1\]"),
+        (
+            "textline flag on a table",
+            "--height is a setting for text lines, but the data is read as tables",
+        ),
     ],
 )
 def test_textline_errors_are_one_line(first_run, tmp_path, capsys, case, message):
@@ -186,17 +196,17 @@ def test_textline_errors_are_one_line(first_run, tmp_path, capsys, case, message
         tsv.write_text("path\tlabel\nlines-images/0.png\t\n")
         base[4] = str(tsv)
     elif case == "missing teacher":
-        extra = ["--teacher", str(tmp_path / "nope.safetensors")]
+        extra = ["--teacher-model", str(tmp_path / "nope.safetensors")]
     elif case == "not a model":
         (tmp_path / "junk.safetensors").write_text("not a model")
-        extra = ["--teacher", str(tmp_path / "junk.safetensors")]
+        extra = ["--teacher-model", str(tmp_path / "junk.safetensors")]
     elif case == "alphabet mismatch":
         base[4] = str(write_folder(tmp_path / "z", ["az", "za", "bz", "zb", "cz", "zc"]))
+        extra = ["--teacher-model", teacher]
+    elif case == "checkpoint as --teacher":
         extra = ["--teacher", teacher]
-    elif case == "timm teacher":
-        extra = ["--teacher", "timm:resnet18"]
     elif case == "teacher and backbone":
-        extra = ["--teacher", teacher, "--teacher-backbone", "tiny"]
+        extra = ["--teacher-model", teacher, "--teacher", "tiny"]
     elif case == "two hidden sizes":
         extra = ["--hidden", "8,8"]
     elif case == "image student":
@@ -204,7 +214,7 @@ def test_textline_errors_are_one_line(first_run, tmp_path, capsys, case, message
     elif case == "lines too narrow":
         extra = ["--width", "8"]
     elif case == "other height than the teacher":
-        extra = ["--teacher", teacher, "--height", "48"]
+        extra = ["--teacher-model", teacher, "--height", "48"]
     elif case == "bad alpha":
         extra = ["--alpha", "2"]
     elif case == "textline flag on a table":
@@ -246,11 +256,31 @@ def test_docs_textline_commands_run(tmp_path, monkeypatch):
     for page, command in commands:
         argv = shlex.split(command)
         assert argv[:2] == ["crosskd", "distill"], command
-        tiny = TINY if "--teacher" in argv else [*TINY, *TINY_TEACHER]
+        tiny = TINY if "--teacher-model" in argv else [*TINY, *TINY_TEACHER]
         assert main([*argv[1:], *tiny]) == 0, f"{page}: {command}"
         out = Path(argv[argv.index("--out") + 1])
         report = json.loads((out / "report.json").read_text())
-        assert report["task"] == "textline"
+        assert report["kind"] == "textline"
         assert {"sequence_accuracy", "cer"} <= set(report["student"]["metrics"])
-        alphabets.append("".join(report["alphabet"]["chars"]))
+        alphabets.append("".join(report["data"]["alphabet"]["chars"]))
     assert alphabets == ["abc"] * 3
+
+
+def test_textline_run_exports_to_onnx(first_run, tmp_path, capsys):
+    """Issue 17 item 4: a text-line run exports; onnxruntime reads the run's test lines as torch."""
+    pytest.importorskip("onnxruntime")
+    from crosskd.export import OnnxExport
+    from crosskd.losses import greedy_decode
+    from crosskd.pipeline import run_test_rows
+
+    capsys.readouterr()
+    target = tmp_path / "lines.onnx"
+    assert main(["export", str(first_run), "--format", "onnx", "--out", str(target)]) == 0
+    assert "reads the 2 test lines of the run as torch does" in capsys.readouterr().out
+    onnx_file = OnnxExport.from_file(target)
+    assert onnx_file.alphabet["chars"] == ["a", "b", "c"]
+    x_test, _ = run_test_rows(first_run)
+    reader = crosskd.load(first_run)
+    probs = onnx_file.predict_proba(x_test)
+    decoded = ["".join(reader.alphabet_.decode(r)) for r in greedy_decode(torch.from_numpy(probs))]
+    assert decoded == reader.predict(x_test)

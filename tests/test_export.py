@@ -174,3 +174,61 @@ def test_distiller_export_method(tmp_path):
     )
     with pytest.raises(ConfigError, match="Unknown export format 'tflite'"):
         distiller.export(tmp_path / "student.tflite", format="tflite")
+
+
+def test_the_exporter_does_not_import_the_trainer():
+    import ast
+    from pathlib import Path
+
+    import crosskd.export as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any("trainer" in name for name in imported), imported
+
+
+def _text_reader():
+    """A fitted-like text-line reader: a random CRNN and its alphabet (what export duck-types)."""
+    from types import SimpleNamespace
+
+    from crosskd.vision import CRNN, Alphabet
+
+    torch.manual_seed(0)
+    alphabet = Alphabet("abc")
+    net = CRNN("tiny", num_classes=alphabet.num_classes, height=16, width=4, hidden=8)
+    return SimpleNamespace(student_=net.eval(), alphabet_=alphabet), net
+
+
+def test_text_line_student_exports_with_the_same_readings(tmp_path):
+    from crosskd.losses import greedy_decode
+
+    reader, net = _text_reader()
+    lines = torch.rand(6, 1, 16, 40)
+    result = export_onnx(reader, tmp_path / "lines.onnx", sample=lines)
+    assert result.alphabet == {"chars": ["a", "b", "c"], "blank": 0}
+    assert OnnxExport.from_file(result.path).alphabet == result.alphabet
+    probs = result.predict_proba(lines.numpy())
+    assert probs.shape[0] == 6 and probs.ndim == 3 and probs.shape[2] == 4
+    with torch.inference_mode():
+        expected = greedy_decode(net(lines))
+    assert greedy_decode(torch.from_numpy(probs)) == expected
+    assert any(expected)  # a random CRNN reads something: the check compares real readings
+
+
+def test_text_line_export_refuses_other_readings(tmp_path, monkeypatch):
+    import crosskd.export as export_module
+
+    reader, _ = _text_reader()
+    real = export_module._torch_graph
+
+    def other_weights(module, example, onnx, opset):
+        changed = __import__("copy").deepcopy(module)
+        with torch.no_grad():
+            changed.classifier.bias[0] += 50.0  # the blank wins every frame
+        return real(changed, example, onnx, opset)
+
+    monkeypatch.setattr(export_module, "_torch_graph", other_weights)
+    with pytest.raises(ExportError, match="onnxruntime reads .* lines differently from torch"):
+        export_onnx(reader, tmp_path / "bad.onnx", sample=torch.rand(4, 1, 16, 40), atol=1.0)
+    assert not (tmp_path / "bad.onnx").exists()

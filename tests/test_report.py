@@ -58,7 +58,7 @@ def test_binary_run(tmp_path):
     for kind in ("curves", "scores", "reliability"):
         assert_png(files[kind])
     summary = files["summary"].read_text()
-    assert "| teacher (lightgbm) | 900 | 40,000 | 0.9000 |" in summary
+    assert "| teacher | 900 | 40,000 | 0.9000 |" in summary
     assert "![Training curves](curves.png)" in summary and "13.3x smaller" in summary
 
 
@@ -84,3 +84,54 @@ def test_inconsistent_inputs_are_explained(tmp_path):
         write_run_artefacts(tmp_path, {"classes": [0, 1]}, [], student_proba=proba(5, 3, 0))
     with pytest.raises(DataError, match="class indices from 0 to 5"):
         write_run_artefacts(tmp_path, {}, [], y_true=np.arange(6), student_proba=proba(6, 3, 0))
+
+
+def test_curves_of_any_history_and_the_baseline_in_the_summary(tmp_path):
+    """A CTC history (train_ctc, val_cer, ...) is plotted like a classification one, and the
+    summary shows teacher, baseline and student, the agreement and the warnings."""
+    records = [
+        {"epoch": e, "train_loss": 2 / e, "train_kd": 1 / e, "train_ctc": 1 / e,
+         "val_cer": 0.5 / e, "val_sequence_accuracy": e / 10, "epoch_seconds": 1.0}
+        for e in range(1, 4)
+    ]  # fmt: skip
+    part = {"params": 10, "bytes": 40, "latency_ms_batch1": 0.5,
+            "metrics": {"sequence_accuracy": 0.9, "cer": 0.02}}  # fmt: skip
+    report = {
+        "kind": "textline",
+        "task": "sequence",
+        "teacher": {**part, "model": "CRNN resnet18"},
+        "baseline": {**part, "agreement": {"prediction_agreement": 0.5}},
+        "student": {**part, "best_epoch": 3, "agreement": {"prediction_agreement": 0.75}},
+        "warnings": ["The distilled student trails the teacher."],
+    }
+    files = write_run_artefacts(tmp_path, report, records, baseline_history=records[:2])
+    assert set(files) == {"summary", "curves"}
+    assert_png(files["curves"])
+    summary = files["summary"].read_text()
+    assert "| baseline | 10 | 40 | 0.9000 | 0.0200 | 0.500 |" in summary
+    assert "| teacher (CRNN resnet18) |" in summary
+    assert "- student: predicts the teacher's class (or reading) for 75.0%" in summary
+    assert "## Warnings" in summary and "trails the teacher" in summary
+    assert "train_ctc 0.3333" in summary and "reader.predict(images)" in summary
+
+
+def test_binary_summary_names_the_positive_class_and_ranks(tmp_path):
+    agreement = {"prediction_agreement": 0.99, "spearman": 0.5, "top1_overlap": 0.0,
+                 "top5_overlap": 0.2, "teacher_top1_in_student_top5": 0.0, "top1_rows": 1}  # fmt: skip
+    report = {
+        "task": "binary",
+        "data": {
+            "classes": ["legit", "fraud"],
+            "positive_label": "fraud",
+            "positive_label_reason": "the minority class",
+        },  # fmt: skip
+        "teacher": {"metrics": {"average_precision": 0.8}},
+        "student": {"metrics": {"average_precision": 0.5}, "agreement": agreement},
+    }
+    files = write_run_artefacts(
+        tmp_path, report, history(2), y_true=np.array([0, 1] * 25),
+        teacher_proba=proba(50, 2, 1), student_proba=proba(50, 2, 2),
+    )  # fmt: skip
+    summary = files["summary"].read_text()
+    assert "**Positive class**: `fraud` (the minority class); scores are P(fraud)" in summary
+    assert "| student | 0.9900 | 0.5000 | 0.0000 | 0.2000 | 0.0000 |" in summary

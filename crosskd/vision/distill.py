@@ -1,4 +1,8 @@
-"""The image pipeline behind ``crosskd distill --task image``: teacher, student, bundle, report."""
+"""Images for ``crosskd distill``: read image data, build a timm teacher and an image student.
+
+Everything else (output folder, split, baseline, report, plots) is the scaffold's:
+:func:`crosskd.pipeline.run`.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +15,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._atomic import atomic_path, write_json
+from .._atomic import atomic_path
 from ..exceptions import BundleError, ConfigError, DataError
+from ..pipeline import (
+    BaseKind,
+    Parts,
+    RunData,
+    TeacherResult,
+    check_timm_name,
+    classification_metrics,
+)
 
 __all__ = [
     "distill_images",
+    "ImageKind",
     "build_image_student",
     "save_teacher_checkpoint",
     "load_teacher_checkpoint",
     "TEACHER_CHECKPOINT_NAME",
 ]
 
-REPORT_NAME = "report.json"
-STUDENT_NAME = "student.safetensors"
 #: File name of the teacher trained by :func:`distill_images`.
 TEACHER_CHECKPOINT_NAME = "teacher.safetensors"
 _META_KEY = "crosskd_teacher"
-DEFAULT_TEACHER = "timm:resnet18"
 
 
 def _timm_name(spec: str, what: str) -> str:
     name = spec[len("timm:") :] if spec.startswith("timm:") else spec
     if not name:
-        raise ConfigError(f"{what} must be 'timm:NAME' (e.g. timm:resnet18), got {spec!r}.")
-    return name
+        raise ConfigError(f"`{what}` must be 'timm:NAME' (e.g. timm:resnet18), got {spec!r}.")
+    return check_timm_name(name, f"`{what}`")
 
 
 def build_image_student(
@@ -58,8 +68,8 @@ def build_image_student(
     if spec == "cnn":
         return SmallCNN(c, num_classes)
     if spec.startswith("timm:"):
-        return TimmStudent(_timm_name(spec, "--student"), num_classes, c, _timm_size(h, w))
-    raise ConfigError(f"--student must be 'mlp', 'cnn' or 'timm:NAME', got {spec!r}.")
+        return TimmStudent(_timm_name(spec, "student"), num_classes, c, _timm_size(h, w))
+    raise ConfigError(f"`student` for images must be mlp, cnn or timm:NAME, got {spec!r}.")
 
 
 def _timm_size(h: int, w: int) -> tuple[int, int]:
@@ -128,8 +138,8 @@ def load_teacher_checkpoint(
         )
     if name is None or num_classes is None:
         raise ConfigError(
-            f"{str(p)!r} does not say which model it holds. Pass the architecture with "
-            "--teacher timm:NAME (the same name, classes and channels it was trained with)."
+            f"{str(p)!r} does not say which model it holds. Give the architecture as `teacher` "
+            "timm:NAME (the same name, classes and channels it was trained with)."
         )
     return TimmTeacher(
         name,
@@ -156,268 +166,179 @@ def _map_labels(
     return np.asarray(table, dtype=np.int64)[codes]
 
 
-def _latency_ms(model: torch.nn.Module, sample: torch.Tensor) -> float:
-    from ..profiling import time_inference
+class ImageKind(BaseKind):
+    """Images: a timm teacher (trained, or a checkpoint) and an MLP, CNN or timm student."""
 
-    model = model.to("cpu").eval()
-    x = sample[:1].cpu()
-    with torch.inference_mode():
-        return 1000.0 * time_inference(model, x, repeats=20, warmup=3)
+    name = "image"
+    sequence = False
+
+    def check(self) -> None:
+        s = self.s
+        if s["teacher_model"] is None or "teacher" in self.given:
+            _timm_name(s["teacher"], "teacher")
+        student = s["student"]
+        if student.startswith("timm:"):
+            _timm_name(student, "student")
+        elif student not in ("mlp", "cnn"):
+            raise ConfigError(
+                f"`student` for images must be mlp, cnn or timm:NAME, got {student!r}."
+            )
+        if student != "mlp" and "hidden" in self.given:
+            raise ConfigError(
+                f"`hidden` sets the widths of an MLP student, but `student` is {student!r}. "
+                "Remove `hidden`, or use the mlp student."
+            )
+        if s["teacher_model"] is not None and not Path(s["teacher_model"]).is_file():
+            raise ConfigError(
+                f"`teacher_model` {s['teacher_model']!r} does not exist. Give the "
+                "teacher.safetensors of an earlier image run, or leave it out to train a teacher."
+            )
+
+    def read(self, echo: Callable[[str], Any]) -> RunData:
+        from .data import load_images
+
+        s = self.s
+        size = s["image_size"]
+        x, y, classes = load_images(s["data"], split="train", size=size)
+        data_path = Path(s["data"])
+        is_mnist_dir = data_path.is_dir() and any(
+            f.name.startswith("t10k-images-idx3") for f in data_path.iterdir()
+        )
+        result = RunData(x=x, y=y, classes=list(classes))
+        if len(classes) < 2:
+            raise DataError(f"The images have {len(classes)} class; a classifier needs at least 2.")
+        if s["test"] is not None or is_mnist_dir:
+            source = s["test"] if s["test"] is not None else s["data"]
+            x_test, y_test, test_classes = load_images(
+                source, split="test", size=size or tuple(x.shape[-2:])
+            )
+            what = "`test`" if s["test"] is not None else "the t10k files of `data`"
+            if x_test.shape[1:] != x.shape[1:]:
+                raise DataError(
+                    f"The images of {what} are {x_test.shape[1:]} (C, H, W) but the training "
+                    f"images are {x.shape[1:]}. Use images of one size and channel count, or "
+                    "resize them with `image_size`."
+                )
+            result.x_test = x_test
+            result.y_test = _map_labels(y_test, test_classes, classes, what)
+            result.test_source = str(Path(source).resolve())
+        result.info = {"input_shape": [int(v) for v in x.shape[1:]]}
+        return result
+
+    def prepare(self, data: RunData, parts: Parts, echo: Callable[[str], Any]) -> None:
+        self.classes = data.classes
+        self.shape = tuple(int(v) for v in data.x.shape[1:])
+        c, h, w = self.shape
+        given = self.s["teacher_input_size"]
+        self.teacher_size = tuple(given) if given is not None else _timm_size(h, w)
+        self.student_model()  # a wrong student stops the run before the teacher trains
+
+    def _augment(self) -> Any:
+        from .augment import RandomShift
+
+        s = self.s
+        return RandomShift(s["shift"], seed=s["seed"]) if s["augment"] and s["shift"] else None
+
+    def teacher(self, parts: Parts, out: Path, echo: Callable[[str], Any]) -> TeacherResult:
+        from .students import TimmStudent
+
+        s, k, (c, _, _) = self.s, len(self.classes), self.shape
+        t_kwargs = {"device": s["device"], "precision": s["precision"], "batch_size": 512}
+        if s["teacher_model"] is not None:
+            named = "teacher" in self.given
+            t = load_teacher_checkpoint(
+                s["teacher_model"],
+                name=_timm_name(s["teacher"], "teacher") if named else None,
+                num_classes=k,
+                in_chans=c,
+                input_size=self.teacher_size,
+                **t_kwargs,
+            )
+            if t.info.num_classes != k:
+                raise DataError(
+                    f"`teacher_model` has {t.info.num_classes} classes but the images have {k} "
+                    f"({[str(v) for v in self.classes][:20]}). Use a teacher trained on these."
+                )
+            return TeacherResult(t, t.model, Path(s["teacher_model"]), False, t.name)
+        name = _timm_name(s["teacher"], "teacher")
+        x_train = parts.train[0]
+        mean = [float(v) for v in x_train.mean(axis=(0, 2, 3))]
+        std = [max(float(v), 1e-3) for v in x_train.std(axis=(0, 2, 3))]
+        torch.manual_seed(s["seed"])
+        net = TimmStudent(name, k, c, self.teacher_size, mean, std)
+        epochs = s["teacher_epochs"] or s["epochs"]
+        echo(
+            f"training the teacher: {name} on {len(parts.train[1]):,} images ({epochs} epochs) ..."
+        )
+        fitted = self.fit(None, net, 0.0, parts, epochs)
+        file = save_teacher_checkpoint(out / TEACHER_CHECKPOINT_NAME, fitted.student_)
+        t = fitted.student_.as_teacher(**t_kwargs)
+        return TeacherResult(t, fitted.student_, file, True, name, fitted)
+
+    def student_model(self) -> Any:
+        torch.manual_seed(self.s["seed"])
+        spec, hidden = self.s["student"], self.s["hidden"]
+        return build_image_student(spec, self.shape, len(self.classes), hidden=hidden)
+
+    def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
+        from ..trainer import Distiller
+
+        return Distiller(
+            teacher,
+            student,
+            augment=self._augment(),
+            chunk_size=1024,
+            **self.trainer_settings(alpha, epochs),
+        ).fit(*parts.train, eval_set=parts.val)
+
+    def evaluate(self, model: Any, x: Any, y: Any) -> tuple[dict[str, float], Any]:
+        if isinstance(model, TeacherResult):
+            proba = torch.softmax(model.teacher.logits(x).float(), dim=1).numpy()
+        else:
+            proba = np.asarray(model.predict_proba(x))
+        return classification_metrics(y, proba), proba
+
+    def predictor(self, model: Any) -> Callable[[Any], Any]:
+        from ..pipeline import copy_to_cpu
+
+        module = copy_to_cpu(model.teacher.module if isinstance(model, TeacherResult)
+                             else model.student_)  # fmt: skip
+        return lambda x: module(torch.as_tensor(x))
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        if isinstance(model, TeacherResult):
+            return {"kind": "timm", "model": model.model}
+        spec = self.s["student"]
+        hidden = "-".join(str(h) for h in self.s["hidden"])
+        return {"model": f"MLP {hidden}" if spec == "mlp" else spec}
 
 
 def distill_images(
-    data: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    test: str | os.PathLike[str] | None = None,
-    teacher: str | None = None,
-    teacher_model: str | os.PathLike[str] | None = None,
-    student: str = "mlp",
-    hidden: Sequence[int] = (800, 800),
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-    epochs: int = 20,
-    teacher_epochs: int | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    shift: int = 2,
-    image_size: Sequence[int] | None = None,
-    teacher_input_size: Sequence[int] | None = None,
-    test_size: float = 0.15,
-    validation_fraction: float = 0.1,
-    device: str = "auto",
-    precision: str = "32",
-    seed: int = 0,
-    progress: bool = True,
-    echo: Callable[[str], Any] = print,
-) -> dict[str, Any]:
+    data: str | os.PathLike[str], out: str | os.PathLike[str], **settings: Any
+) -> dict:
     """Distil a timm CNN teacher into a small image student, and write the results to ``out``.
 
     Reads the images (:func:`crosskd.vision.load_images`: a ``.npz`` with ``x`` and ``y``, IDX
-    files or an MNIST folder, or a folder with one subfolder per class), trains a timm teacher on
-    the labels when no checkpoint is given (``alpha=0``, shifted inputs), then distils it into the
-    student with the teacher run online on the same shifted batches.
+    files or an MNIST folder, whose t10k files are then the test set, or a folder with one
+    subfolder per class), trains a timm teacher on the labels unless ``teacher_model`` is given,
+    the baseline (the student on labels alone) and the distilled student, the teacher run online
+    on the same shifted batches.
 
     Args:
-        data: training images (see above). For an MNIST folder without ``test``, the folder's t10k
-            files are the test set.
-        out: output folder (created).
-        test: test images in the same forms; None: the MNIST t10k split, or a stratified
-            ``test_size`` share of ``data``.
-        teacher: ``"timm:NAME"`` (or ``"NAME"``): the teacher's architecture; default
-            ``timm:resnet18``.
-        teacher_model: a teacher checkpoint (``.safetensors`` written by crosskd describes itself;
-            another file needs ``teacher``); None trains a teacher first.
-        student: ``"mlp"``, ``"cnn"`` or ``"timm:NAME"``.
-        hidden: hidden widths of the ``"mlp"`` student.
-        temperature, alpha: the distillation loss (alpha weighs the soft term).
-        epochs: student epochs; ``teacher_epochs``: teacher epochs (default ``epochs``).
-        batch_size, lr: optimiser settings for both.
-        shift: random shifts of up to this many pixels, applied to every training batch (0: none;
-            the teacher's targets are then computed once).
-        image_size: ``(H, W)`` to resize folder images to; None: they must all have one size.
-        teacher_input_size: ``(H, W)`` the teacher reads (images are zero-padded or resized to it);
-            None: the images' size, raised to at least 32x32 (timm CNNs downsample by 32).
-        test_size: share of ``data`` held out as test set when there is no ``test``.
-        validation_fraction: share of the training images held out for early stopping and
-            best-epoch selection (teacher and student).
-        device, precision: where and how to train (``"auto"``, ``"cpu"``, ``"cuda"``;
-            ``"32"``, ``"bf16-mixed"``).
-        seed: seeds splits, weights, shuffling and augmentation.
-        progress: show progress bars.
-        echo: where to print progress lines (``print``; ``lambda s: None`` for silence).
+        data: training images (see above).
+        out: output folder (created; refused when it holds other files).
+        **settings: ``progress`` (show progress bars), ``echo`` (where progress lines and the table
+            go: ``print``; ``lambda s: None`` for silence), and any image setting of :mod:`crosskd.config` (``test``, ``teacher``
+            (timm:NAME), ``teacher_model``, ``student`` (mlp, cnn, timm:NAME), ``hidden``,
+            ``image_size``, ``teacher_input_size``, ``shift``, ``augment``, ``epochs``,
+            ``teacher_epochs``, ``baseline``, ...); defaults from
+            :func:`crosskd.config.defaults` ``("image")``.
 
     Returns:
-        The report (also written to ``out/report.json``)::
-
-            {"task": "image", "classes": [...], "rows": {"train", "validation", "test"},
-             "settings": {...},
-             "teacher": {"kind": "timm", "model", "file", "trained", "params", "bytes",
-                         "latency_ms_batch1", "metrics": {"accuracy", "errors"}},
-             "student": {"model", "file", "params", "bytes", "latency_ms_batch1", "best_epoch",
-                         "metrics": {"accuracy", "errors"}}}
-
-        Files: ``out/student.safetensors`` (load with :func:`crosskd.load`),
-        ``out/teacher.safetensors`` (when a teacher was trained) and ``out/report.json``.
+        The report (also ``out/report.json``; see :mod:`crosskd.pipeline`). Files:
+        ``student.safetensors`` (load with :func:`crosskd.load`), ``teacher.safetensors`` (when a
+        teacher was trained), ``config.yaml``, ``summary.md`` and the plots.
     """
-    from sklearn.model_selection import train_test_split
+    from ..pipeline import distill
 
-    from ..profiling import model_size
-    from ..trainer import Distiller
-    from .augment import RandomShift
-    from .data import load_images
-    from .students import TimmStudent
-
-    if not (0.0 < test_size < 1.0):
-        raise ConfigError(f"test_size must be in (0, 1), got {test_size}.")
-    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
-        raise ConfigError(f"shift must be an integer >= 0 (pixels), got {shift!r}.")
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"out {str(out_dir)!r} exists and is not a folder.")
-    if teacher is not None and not isinstance(teacher, str):
-        raise ConfigError(f"teacher must be a string 'timm:NAME', got {type(teacher).__name__}.")
-
-    x, y, classes = load_images(data, split="train", size=image_size)
-    data_path = Path(data)
-    is_mnist_dir = data_path.is_dir() and any(
-        f.name.startswith("t10k-images-idx3") for f in data_path.iterdir()
-    )
-    if test is not None or is_mnist_dir:
-        source = test if test is not None else data
-        x_test, y_test, test_classes = load_images(
-            source, split="test", size=image_size or tuple(x.shape[-2:]), classes=None
-        )
-        y_test = _map_labels(y_test, test_classes, classes, f"test {str(source)!r}")
-        if x_test.shape[1:] != x.shape[1:]:
-            raise DataError(
-                f"The test images are {x_test.shape[1:]} (C, H, W) but the training images are "
-                f"{x.shape[1:]}. Use images of one size and channel count (or image_size=...)."
-            )
-        x_fit, y_fit = x, y
-    else:
-        counts = np.bincount(y)
-        idx_fit, idx_test = train_test_split(
-            np.arange(len(y)),
-            test_size=test_size,
-            random_state=seed,
-            stratify=y if counts.min() >= 2 else None,
-        )
-        idx_fit, idx_test = np.sort(idx_fit), np.sort(idx_test)
-        x_fit, y_fit, x_test, y_test = x[idx_fit], y[idx_fit], x[idx_test], y[idx_test]
-    k = len(classes)
-    if k < 2:
-        raise DataError(f"The images have {k} class; a classifier needs at least 2.")
-    counts = np.bincount(y_fit, minlength=k)
-    idx_train, idx_val = train_test_split(
-        np.arange(len(y_fit)),
-        test_size=validation_fraction,
-        random_state=seed,
-        stratify=y_fit if counts.min() >= 2 else None,
-    )
-    idx_train, idx_val = np.sort(idx_train), np.sort(idx_val)
-    x_train, y_train = x_fit[idx_train], y_fit[idx_train]
-    x_val, y_val = x_fit[idx_val], y_fit[idx_val]
-    c, h, w = x_train.shape[1:]
-    t_size_hw = tuple(teacher_input_size) if teacher_input_size is not None else _timm_size(h, w)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    augment = RandomShift(shift, seed=seed) if shift > 0 else None
-    # the Distiller settings teacher and student training share
-    common: dict[str, Any] = {
-        "batch_size": batch_size,
-        "lr": lr,
-        "augment": augment,
-        "device": device,
-        "precision": precision,
-        "early_stopping": None,
-        "chunk_size": 1024,
-        "seed": seed,
-        "progress": progress,
-    }
-
-    # -------------------------------------------------------------- teacher
-    teacher_spec = teacher or DEFAULT_TEACHER
-    t_kwargs = {"device": device, "precision": precision, "batch_size": 512}
-    if teacher_model is not None:
-        t = load_teacher_checkpoint(
-            teacher_model,
-            name=_timm_name(teacher_spec, "teacher") if teacher else None,
-            num_classes=k,
-            in_chans=c,
-            input_size=t_size_hw,
-            **t_kwargs,
-        )
-        if t.info.num_classes != k:
-            raise DataError(
-                f"teacher_model has {t.info.num_classes} classes but the images have {k} "
-                f"({[str(v) for v in classes][:20]}). Use a teacher trained on these classes."
-            )
-        teacher_file, trained = Path(teacher_model), False
-    else:
-        name = _timm_name(teacher_spec, "teacher")
-        mean = [float(v) for v in x_train.mean(axis=(0, 2, 3))]
-        std = [max(float(v), 1e-3) for v in x_train.std(axis=(0, 2, 3))]
-        torch.manual_seed(seed)
-        net = TimmStudent(name, k, c, t_size_hw, mean, std)
-        echo(f"training a {name} teacher on {len(y_train):,} images ...")
-        trainer = Distiller(None, net, alpha=0.0, epochs=teacher_epochs or epochs, **common).fit(
-            x_train, y_train, eval_set=(x_val, y_val)
-        )
-        teacher_file = save_teacher_checkpoint(out_dir / TEACHER_CHECKPOINT_NAME, trainer.student_)
-        t = trainer.student_.as_teacher(**t_kwargs)
-        trained = True
-    if augment is not None:
-        augment.reset()
-
-    # -------------------------------------------------------------- student
-    net_s = build_image_student(student, (c, h, w), k, hidden=hidden)
-    echo(f"distilling into a {student} student (T={temperature}, alpha={alpha}) ...")
-    distiller = Distiller(
-        t, net_s, temperature=temperature, alpha=alpha, epochs=epochs, **common
-    ).fit(x_train, y_train, eval_set=(x_val, y_val))
-
-    t_pred = t.logits(x_test).argmax(dim=1).numpy()
-    s_pred = distiller.predict_logits(x_test).argmax(dim=1).numpy()
-    n_test = len(y_test)
-
-    def metrics(pred: np.ndarray) -> dict[str, Any]:
-        errors = int((pred != y_test).sum())
-        return {"accuracy": 1.0 - errors / n_test, "errors": errors}
-
-    student_path = distiller.save(out_dir / STUDENT_NAME)
-    sample = torch.from_numpy(x_test[:1])
-    t_size, s_size = model_size(t.model), model_size(distiller.student_)
-    report = {
-        "task": "image",
-        "classes": [v.item() if hasattr(v, "item") else v for v in classes],
-        "input_shape": [int(c), int(h), int(w)],
-        "rows": {"train": int(len(y_train)), "validation": int(len(y_val)), "test": int(n_test)},
-        "settings": {
-            "teacher": teacher_spec,
-            "student": student,
-            "temperature": temperature,
-            "alpha": alpha,
-            "epochs": epochs,
-            "teacher_epochs": (teacher_epochs or epochs) if trained else None,
-            "batch_size": batch_size,
-            "lr": lr,
-            "shift": shift,
-            "seed": seed,
-            "device": str(device),
-            "precision": precision,
-        },
-        "teacher": {
-            "kind": "timm",
-            "model": t.name,
-            "file": str(teacher_file),
-            "trained": trained,
-            "params": t_size.params,
-            "bytes": t_size.bytes,
-            "latency_ms_batch1": _latency_ms(t.module, sample),
-            "metrics": metrics(t_pred),
-        },
-        "student": {
-            "model": student,
-            "file": str(student_path),
-            "params": s_size.params,
-            "bytes": s_size.bytes,
-            "latency_ms_batch1": _latency_ms(distiller.student_, sample),
-            "best_epoch": distiller.best_epoch_,
-            "metrics": metrics(s_pred),
-        },
-    }
-    t.module.to(t.device)
-    write_json(out_dir / REPORT_NAME, report)
-    echo("")
-    echo(f"{'model':<10}{'params':>12}{'accuracy':>10}{'errors':>8}{'ms/img (cpu, batch 1)':>24}")
-    for role in ("teacher", "student"):
-        part = report[role]
-        echo(
-            f"{role:<10}{part['params']:>12,}{part['metrics']['accuracy']:>10.4f}"
-            f"{part['metrics']['errors']:>8}{part['latency_ms_batch1']:>24.3f}"
-        )
-    echo(
-        f"\nwrote {out_dir / REPORT_NAME}, {student_path}"
-        + (f", {teacher_file}" if trained else "")
-    )
-    return report
+    return distill("image", {"data": data, "out": out, **settings})
