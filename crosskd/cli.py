@@ -53,8 +53,10 @@ def _hidden(text: str) -> list[int]:
 
 
 #: argparse details of the settings that are not plain text (the rest take one string).
-_INT = ("epochs", "teacher_epochs", "early_stopping", "batch_size", "student_width",
-        "head_width", "shift", "height", "width", "latency_repeats", "seed")  # fmt: skip
+_INT = ("teacher_epochs", "student_width", "head_width", "shift", "height", "width",
+        "latency_repeats", "seed")  # fmt: skip
+#: integers that may also be "auto"
+_INT_OR_AUTO = ("epochs", "early_stopping", "batch_size", "threads")
 _FLOAT = ("temperature", "alpha", "lr", "warmup_epochs")
 _METAVAR = {
     "temperature": "T",
@@ -63,6 +65,7 @@ _METAVAR = {
     "teacher_epochs": "N",
     "early_stopping": "N",
     "batch_size": "N",
+    "threads": "N",
     "latency_repeats": "N",
     "student_width": "N",
     "head_width": "N",
@@ -108,6 +111,15 @@ def _defaults_text(key: str) -> str:
     return "default: " + ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in values.items())
 
 
+def _int_or_auto(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
+
+
 def _add_setting(group: Any, key: str) -> None:
     setting = SETTINGS[key]
     text = f"{setting.help} ({_defaults_text(key)})"
@@ -130,6 +142,8 @@ def _add_setting(group: Any, key: str) -> None:
     kwargs: dict[str, Any] = {"metavar": _METAVAR.get(key, key.split("_")[-1].upper())}
     if key in _INT:
         kwargs["type"] = int
+    elif key in _INT_OR_AUTO:
+        kwargs["type"] = _int_or_auto
     elif key in _FLOAT:
         kwargs["type"] = _number
     elif key in ("test_size", "validation_size"):

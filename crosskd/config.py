@@ -106,6 +106,13 @@ def _integer(value: Any, low: int | None = 1) -> int:
     return int(value)
 
 
+def _auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def checked(value: Any) -> Any:
+        return "auto" if value == "auto" else check(value)
+
+    return checked
+
+
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _Invalid
@@ -327,10 +334,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "epochs",
-            "a positive integer",
-            "maximum student epochs",
-            {"table": 30, "image": 20, "textline": 30},
-            _integer,
+            "a positive integer (tables: or auto)",
+            "maximum student epochs (tables, auto: enough for 10,000 steps, 20 to 300 epochs, "
+            "ended when the validation metric stops improving)",
+            {"table": "auto", "image": 20, "textline": 30},
+            _auto_or(_integer),
         ),
         _S(
             "teacher_epochs",
@@ -341,18 +349,27 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "early_stopping",
-            "a positive integer or null",
-            "stop after this many epochs without a better validation metric (null: never)",
-            {"table": 5, "image": None, "textline": None},
-            _optional(_integer),
+            "a positive integer, auto or null",
+            "epochs without a better validation metric before the learning rate is cut (tables, "
+            "auto: a thirtieth of the epoch budget, at least 3; 3 cuts, then training stops) or "
+            "training stops (null: never)",
+            {"table": "auto", "image": None, "textline": None},
+            _optional(_auto_or(_integer)),
         ),
         _S(
             "batch_size",
-            "a positive integer or null",
-            "rows per step (tables, null: from the training rows, at least 16 steps an epoch: "
-            "a power of two from 32 to 512)",
-            {"table": None, "image": 128, "textline": 32},
-            _optional(_integer),
+            "a positive integer or auto",
+            "rows per step (auto: the largest power of two from 16 to 512 that gives at least "
+            "32 steps an epoch)",
+            {"table": "auto", "image": 128, "textline": 32},
+            _auto_or(_integer),
+        ),
+        _S(
+            "threads",
+            "a positive integer or auto",
+            "CPU threads of torch (auto: no more than the idle cores, one for small models)",
+            {"table": "auto", "image": "auto", "textline": "auto"},
+            _auto_or(_integer),
         ),
         _S(
             "lr",

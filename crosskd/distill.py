@@ -22,10 +22,6 @@ __all__ = ["distill_table", "TableKind", "TEACHER_NAME"]
 #: File name of the LightGBM teacher a table run trains.
 TEACHER_NAME = "teacher-lightgbm.txt"
 REPORT_NAME = "report.json"
-#: Smallest and largest batch size chosen from the training rows when ``batch_size`` is null.
-AUTO_BATCH = (32, 512)
-#: Steps per epoch the automatic batch size aims at, at least.
-AUTO_STEPS = 16
 #: Fewest labelled rows a table run accepts (they are split into train, validation and test).
 MIN_LABELLED_ROWS = 20
 __all__ += ["REPORT_NAME", "STUDENT_NAME"]
@@ -108,21 +104,6 @@ def _numeric_test_columns(X_test: pd.DataFrame, columns: Sequence[str], what: st
             )
         X_test[name] = numbers
     return X_test
-
-
-def auto_batch_size(n_train: int) -> int:
-    """The table batch size for ``n_train`` training rows: the largest power of two that gives at
-    least :data:`AUTO_STEPS` steps an epoch, within :data:`AUTO_BATCH`.
-
-    With 512 rows a step, a table of 884 training rows gets 2 steps an epoch and early stopping
-    ends training after about a dozen steps: on such a fraud-like table (1,500 rows, 8 %
-    positive) the distilled student's test ROC AUC was 0.60 with 512 rows a step and 0.90 with 64.
-    """
-    low, high = AUTO_BATCH
-    size = low
-    while size * 2 <= high and n_train // (size * 2) >= AUTO_STEPS:
-        size *= 2
-    return size
 
 
 class TableKind(BaseKind):
@@ -209,9 +190,6 @@ class TableKind(BaseKind):
         self.classes = data.classes
         probe = TabularStudent(hidden=tuple(self.s["hidden"]), num_classes=len(data.classes))
         probe.encoder.fit(parts.train[0])
-        if self.s["batch_size"] is None:
-            self.s["batch_size"] = auto_batch_size(len(parts.train[1]))
-            echo(f"batch size {self.s['batch_size']} for {len(parts.train[1]):,} training rows")
         where = "`test`" if self.s["test"] is not None else "the test rows"
         X_test = _numeric_test_columns(parts.test[0], probe.encoder.numeric_columns_, where)
         probe.encoder.transform(X_test)
@@ -263,7 +241,7 @@ class TableKind(BaseKind):
         return Distiller(
             teacher,
             student,
-            class_weight="balanced" if len(self.classes) == 2 else None,
+            class_names=[_plain(c) for c in self.classes],
             **self.trainer_settings(alpha, epochs),
         ).fit(
             *parts.train,

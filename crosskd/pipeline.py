@@ -208,6 +208,7 @@ class BaseKind:
     ) -> None:
         self.s = dict(settings)
         self.progress = progress
+        self.role = "student"
         self.given = given
 
     def trainer_settings(self, alpha: float, epochs: int) -> dict[str, Any]:
@@ -223,7 +224,9 @@ class BaseKind:
             "precision": s["precision"],
             "early_stopping": s["early_stopping"],
             "seed": s["seed"],
-            "progress": self.progress,
+            "threads": s["threads"],
+            # the bar is labelled with what trains: teacher, baseline or student
+            "progress": self.role if self.progress else False,
         }
 
     def save(self, fitted: Any, path: Path) -> Path:
@@ -468,6 +471,29 @@ def _agreement(task: str, teacher_out: Any, other_out: Any) -> dict[str, Any]:
     return result
 
 
+#: settings a trainer resolves from "auto" (or searches), as fitted attributes.
+_CHOSEN = (
+    "temperature_",
+    "alpha_",
+    "epochs_",
+    "early_stopping_",
+    "schedule_",
+    "batch_size_",
+    "lr_",
+    "precision_",
+    "threads_",
+    "restarts_",
+)
+
+
+def _chosen(fitted: Any) -> dict[str, Any]:
+    """What the trainer chose for its ``"auto"`` settings (and the T / alpha search, if any)."""
+    out = {name[:-1]: getattr(fitted, name) for name in _CHOSEN if hasattr(fitted, name)}
+    if getattr(fitted, "search_", None) is not None:
+        out["search"] = fitted.search_
+    return out
+
+
 def _warnings(report: Mapping[str, Any], student_fit: Any, epochs: int) -> list[str]:
     task = report["task"]
     name, higher = _main_metric(task)
@@ -484,9 +510,10 @@ def _warnings(report: Mapping[str, Any], student_fit: Any, epochs: int) -> list[
             )
     history = getattr(student_fit, "history_", None) or []
     best = getattr(student_fit, "best_epoch_", None)
-    if len(history) >= 2 and best is not None and len(history) >= epochs and best >= len(history):
+    budget = getattr(student_fit, "epochs_", epochs)
+    if len(history) >= 2 and best is not None and len(history) >= budget and best >= len(history):
         out.append(
-            f"The distilled student's best validation epoch is its last ({best} of {epochs}): it "
+            f"The distilled student's best validation epoch is its last ({best} of {budget}): it "
             "was still improving when training stopped. Give more `epochs`."
         )
     agreement = report["student"].get("agreement") or {}
@@ -587,11 +614,13 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
     baseline = None
     if settings["baseline"]:
         echo(f"training the baseline: the student on labels alone ({epochs} epochs at most) ...")
+        kind.role = "baseline"
         baseline = kind.fit(None, kind.student_model(), 0.0, parts, epochs)
     echo(
         f"distilling the teacher into the student (T={settings['temperature']:g}, "
         f"alpha={settings['alpha']:g}) ..."
     )
+    kind.role = "student"
     student = kind.fit(teacher.teacher, kind.student_model(), settings["alpha"], parts, epochs)
     if not main:
         return {}  # only rank 0 evaluates and writes the outputs
@@ -621,6 +650,7 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
             "latency_ms_batch1": latency[role],
             "best_epoch": getattr(fitted, "best_epoch_", None),
             "epochs_run": len(history) if history is not None else None,
+            "chosen": _chosen(fitted),
             "metrics": evaluated[role][0],
         }
         if role != "teacher":

@@ -151,6 +151,9 @@ class Distiller:
         method_params: the method's own settings, e.g. ``{"nontarget_weight": 8.0}`` for DKD.
         standardize: z-score teacher and student logits before softening (logit
             standardisation, Sun et al. 2024), for any method.
+        class_names: names of the classes, in the order of ``classes_``, when the labels given to
+            ``fit`` are codes (for example ``("legit", "fraud")`` for codes 0 and 1): saved bundles
+            then hold the names, and a loaded student predicts them.
 
     Under ``torchrun``, ``batch_size`` is per process: N processes with batch B train like one
     process with batch N * B.
@@ -188,6 +191,7 @@ class Distiller:
         method: str = "hinton",
         method_params: Mapping[str, Any] | None = None,
         standardize: bool = False,
+        class_names: Sequence[Any] | None = None,
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -218,6 +222,7 @@ class Distiller:
         self.method = method
         self.method_params = method_params
         self.standardize = standardize
+        self.class_names = class_names
 
     # ------------------------------------------------------------------ checks
 
@@ -1137,8 +1142,14 @@ class Distiller:
         self._check_fitted()
         if not self._is_main():
             return Path(path)  # under torchrun only rank 0 writes files
+        names = list(self.classes_) if self.class_names is None else list(self.class_names)
+        if len(names) != len(self.classes_):
+            raise ConfigError(
+                f"class_names has {len(names)} names for {len(self.classes_)} classes "
+                f"{list(self.classes_)}; give one name per class, in that order."
+            )
         meta = {
-            "classes": list(self.classes_),
+            "classes": [v.item() if hasattr(v, "item") else v for v in names],
             "temperature": float(self.temperature_),
             "alpha": float(self.alpha_),
             "method": self.method,

@@ -222,10 +222,11 @@ def test_latency_is_timed_in_one_loop_and_the_minimum_kept():
 
 
 def test_table_batch_size_follows_the_training_rows():
-    """512 rows a step left a 900-row table 2 steps an epoch; the default now gives >= 16."""
-    from crosskd.distill import auto_batch_size
+    """512 rows a step left a 900-row table 2 steps an epoch; the default now gives >= 32."""
+    from crosskd.trainer import auto_batch_size
 
-    assert [auto_batch_size(n) for n in (100, 884, 1105, 5000, 10**6)] == [32, 32, 64, 256, 512]
+    sizes = [auto_batch_size("cpu", n) for n in (100, 884, 1105, 5000, 10**6)]
+    assert sizes == [16, 16, 32, 128, 512]
 
 
 def test_demo_help_states_no_false_time():

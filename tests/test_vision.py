@@ -531,7 +531,7 @@ def test_distill_images_pipeline(digits, tmp_path) -> None:
         echo=lambda s: None,
     )
     on_disk = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert on_disk["task"] == "image" and on_disk["rows"]["test"] == 60
+    assert on_disk["kind"] == "image" and on_disk["rows"]["test"] == 60
     for role in ("teacher", "student"):
         assert set(on_disk[role]["metrics"]) == {"accuracy", "errors"}
         assert on_disk[role]["params"] > 0 and on_disk[role]["latency_ms_batch1"] > 0

@@ -270,6 +270,7 @@ class ImageKind(BaseKind):
         echo(
             f"training the teacher: {name} on {len(parts.train[1]):,} images ({epochs} epochs) ..."
         )
+        self.role = "teacher"
         fitted = self.fit(None, net, 0.0, parts, epochs)
         file = save_teacher_checkpoint(out / TEACHER_CHECKPOINT_NAME, fitted.student_)
         t = fitted.student_.as_teacher(**t_kwargs)

@@ -262,6 +262,7 @@ class TextlineKind(BaseKind):
             f"training the teacher: a {_model_name(net.config())} on {len(parts.train[1]):,} "
             f"lines ({epochs} epoch{'s' if epochs != 1 else ''}) ..."
         )
+        self.role = "teacher"
         fitted = self.fit(None, net, 0.0, parts, epochs)
         file = _save(fitted, out / TEACHER_NAME, self.geometry)
         return TeacherResult(fitted.student_, fitted.student_, file, True,
