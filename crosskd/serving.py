@@ -56,6 +56,9 @@ _BUNDLE_FORMAT = "crosskd-student"
 _BUNDLE_VERSION = 1
 _ENCODER_FORMAT = "crosskd-tabular-encoder"
 _BN_EPS = 1e-5  # torch.nn.BatchNorm1d's default, which crosskd's MLP uses
+_FLOAT64 = np.dtype(np.float64)
+_isfinite, _exp = math.isfinite, math.exp
+_maximum, _minimum = np.maximum, np.minimum
 _DECODERS = {
     "str": str,
     "int": int,
@@ -317,7 +320,6 @@ class Scorer:
                 f"{layers[-1][0].shape[1]} outputs; the bundle is corrupt."
             )
         self._layers32 = [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers]
-        self._zeros = [np.zeros(w.shape[1]) for w, _ in layers]
         self._onnx: _OnnxNetwork | None = None
         self._frame_cache: tuple[Any, Any] = (None, None)
         self._pandas_columns: Any = None
@@ -336,7 +338,18 @@ class Scorer:
                 start += width
             self._embeddings64 = [e.astype(np.float64) for e in self._embeddings]
             w1 = w_num
-        self._row_layers = [(np.ascontiguousarray(w1), b1), *layers[1:]]
+        self._row_first = (np.ascontiguousarray(w1), b1)
+        self._row_rest = [
+            (np.zeros(layers[i - 1][0].shape[1]), layers[i][0], layers[i][1])
+            for i in range(1, len(layers))
+        ]
+        self._binary = len(self.classes_) == 2
+        if self._tabular:
+            self._center, self._scale = np.asarray(self.center_), np.asarray(self.scale_)
+            self._clip32 = np.float32(self.clip)
+            self._width = k + len(self._ind_pos) + sum(widths)
+        # The shape of a 1-D float64 row that goes straight to the one-row path.
+        self._row_shape = (self._n_in,) if self._all_numeric else (-1,)
 
     def _init_encoder(self, d: Mapping[str, Any]) -> None:
         self._tabular = True
@@ -461,9 +474,8 @@ class Scorer:
             DataError: what the DataFrame path raises: missing columns, an array of the wrong
                 width, text in a numeric column, ±inf (tabular students), NaN or ±inf (MLP).
         """
-        if type(X) is np.ndarray and X.ndim == 1 and X.dtype == np.float64 and self._all_numeric:
-            if X.shape[0] == self._n_in:
-                return self._row(X)
+        if type(X) is np.ndarray and X.dtype is _FLOAT64 and X.shape == self._row_shape:
+            return self._row(X)
         if isinstance(X, Mapping):
             return self._from_dict(X)
         module = type(X).__module__
@@ -492,29 +504,25 @@ class Scorer:
     def _row(self, x: np.ndarray, codes: Sequence[int] | None = None) -> np.ndarray:
         """Probabilities ``(1, C)`` of one row: ``x`` the raw numeric values (float64, encoder
         order), ``codes`` the category codes. Falls back to the batch path for NaN / inf."""
-        check = x.dot(x)
-        if not math.isfinite(
-            check
-        ):  # NaN or inf somewhere (or an overflow): the exact path decides
+        # NaN or inf anywhere (or an overflow of the check): the exact batch path decides.
+        if not _isfinite(x.dot(x)):
             return self._encoded(x[None, :], None if codes is None else np.asarray([codes]))
-        layers, zeros = self._row_layers, self._zeros
-        weight, bias = layers[0]
+        first, rest = self._row_first, self._row_rest
         if self._tabular:
-            x = np.maximum(np.minimum(x, self._hi), self._lo)
-        h = x.dot(weight) + bias
+            x = _maximum(_minimum(x, self._hi), self._lo)
+        h = x.dot(first[0]) + first[1]
         if codes is not None:
             for table, w, code in zip(self._embeddings64, self._emb_weights, codes, strict=True):
                 h += table[code].dot(w)
-        for i in range(1, len(layers)):
-            weight, bias = layers[i]
-            h = np.maximum(h, zeros[i - 1]).dot(weight) + bias
-        if h.shape[0] == 2:
+        for zeros, weight, bias in rest:
+            h = _maximum(h, zeros).dot(weight) + bias
+        if self._binary:
             a, b = h.tolist()
             if a >= b:
-                e = math.exp(b - a)
+                e = _exp(b - a)
                 p0 = 1.0 / (1.0 + e)
                 return np.array([[p0, e * p0]])
-            e = math.exp(a - b)
+            e = _exp(a - b)
             p1 = 1.0 / (1.0 + e)
             return np.array([[e * p1, p1]])
         return _softmax(h[None, :])
@@ -750,31 +758,33 @@ class Scorer:
                 )
             return self._network(num.astype(np.float32))
         n, k = num.shape
-        nan = np.isnan(num)
-        infinite = np.isinf(num)
-        if infinite.any():
-            counts = infinite.sum(axis=0)
-            bad = {c: int(v) for c, v in zip(self.numeric_columns_, counts, strict=True) if v}
-            first = next(iter(bad))
-            raise DataError(
-                f"Column {first!r} has {bad[first]} infinite value(s) (±inf) during transform"
-                + (f"; infinite counts per column: {bad}" if len(bad) > 1 else "")
-                + ". The encoder accepts finite numbers and NaN only. Replace them, e.g. "
-                "df.replace([np.inf, -np.inf], np.nan), or drop those rows."
-            )
-        scaled = num - np.asarray(self.center_)
-        scaled /= np.asarray(self.scale_)
-        np.minimum(scaled, self.clip, out=scaled)
-        np.maximum(scaled, -self.clip, out=scaled)
-        has_nan = bool(nan.any())
-        if has_nan:
-            scaled[nan] = 0.0
-        width = k + len(self._ind_pos) + sum(e.shape[1] for e in self._embeddings)
-        features = np.empty((n, width), dtype=np.float32)
-        features[:, :k] = scaled
+        nan = None
+        if not np.isfinite(num).all():
+            nan = np.isnan(num)
+            infinite = np.isinf(num)
+            if infinite.any():
+                counts = infinite.sum(axis=0)
+                bad = {c: int(v) for c, v in zip(self.numeric_columns_, counts, strict=True) if v}
+                first = next(iter(bad))
+                raise DataError(
+                    f"Column {first!r} has {bad[first]} infinite value(s) (±inf) during transform"
+                    + (f"; infinite counts per column: {bad}" if len(bad) > 1 else "")
+                    + ". The encoder accepts finite numbers and NaN only. Replace them, e.g. "
+                    "df.replace([np.inf, -np.inf], np.nan), or drop those rows."
+                )
+        features = np.empty((n, self._width), dtype=np.float32)
+        # (x - center) / scale in float64 as the encoder computes it, rounded once to float32;
+        # the clip commutes with that rounding (float32 rounding is monotonic, ±clip is exact).
+        scaled = num - self._center
+        np.divide(scaled, self._scale, out=features[:, :k], casting="same_kind")
+        if nan is not None:
+            features[:, :k][nan] = 0.0
+        view = features[:, :k]
+        np.minimum(view, self._clip32, out=view)
+        np.maximum(view, -self._clip32, out=view)
         start = k
         if len(self._ind_pos):
-            features[:, k : k + len(self._ind_pos)] = nan[:, self._ind_pos]
+            features[:, k : k + len(self._ind_pos)] = 0.0 if nan is None else nan[:, self._ind_pos]
             start += len(self._ind_pos)
         for j, table in enumerate(self._embeddings):
             features[:, start : start + table.shape[1]] = table[codes[:, j]]
