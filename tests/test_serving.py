@@ -320,3 +320,120 @@ def test_import_crosskd_serving_is_light(numeric):
     frame, _, path = numeric
     row = {c: float(frame[c].iloc[5]) for c in frame.columns}
     assert _run_light("", path, row)["heavy"] == []
+
+
+# ----------------------------------------------------------------------------- int8 export
+
+
+@pytest.fixture(scope="module")
+def exported(numeric, tmp_path_factory):
+    from crosskd.export import export_onnx
+
+    frame, distiller, _ = numeric
+    folder = tmp_path_factory.mktemp("onnx")
+    return frame, distiller, export_onnx(distiller, folder / "student.onnx").path
+
+
+def test_quantize_dynamic_reports_size_latency_and_metric(exported):
+    from crosskd.quantize import quantize_onnx
+
+    frame, distiller, path = exported
+    _, y = table()
+    val = (frame.iloc[:200], y[:200])
+    test = (frame.iloc[200:], y[200:])
+    report = quantize_onnx(
+        path, validation=val, test=test, tolerance=1.0, timing_calls=20, batch_rows=300
+    )
+    assert report.path == path.with_name("student.int8.onnx") and report.path.is_file()
+    assert report.metric == "average_precision" and report.higher_is_better
+    assert report.accepted and not report.forced and report.mode == "dynamic"
+    assert report.bytes["int8"] == report.path.stat().st_size and report.bytes["fp32"] > 0
+    assert set(report.latency_us) == set(report.rows_per_s) == {"fp32", "int8"}
+    import crosskd.metrics as kdm
+
+    want = kdm.average_precision(y[:200], distiller.predict_proba(frame.iloc[:200])[:, 1])
+    assert report.validation["fp32"] == pytest.approx(want, abs=1e-4)
+    assert report.validation["change"] == pytest.approx(
+        report.validation["int8"] - report.validation["fp32"]
+    )
+    assert report.test is not None and report.test["rows"] == len(frame) - 200
+    assert "validation rows" in report.summary() and json.dumps(report.to_dict())
+
+
+def test_quantize_refuses_a_loss_above_tolerance_unless_forced(exported, tmp_path, monkeypatch):
+    import crosskd.quantize as q
+    from crosskd.exceptions import ExportError
+    from crosskd.export import export_onnx
+
+    frame, _, path = exported
+    _, y = table()
+    # An "int8" model that has learnt the opposite labels: its AP is far lower.
+    flipped = fit(frame, 1 - y)
+    bad = export_onnx(flipped, tmp_path / "flipped.onnx").path
+    monkeypatch.setattr(
+        q, "_quantize", lambda ort, src, dst, mode, cal: dst.write_bytes(bad.read_bytes())
+    )
+    target = tmp_path / "out.int8.onnx"
+    with pytest.raises(ExportError, match="lowers the validation average_precision") as err:
+        q.quantize_onnx(path, target, validation=(frame, y), timing_calls=5, batch_rows=50)
+    assert not target.exists() and "Nothing was written" in str(err.value)
+    assert (
+        err.value.report.loss > q.TOLERANCES["average_precision"] and not err.value.report.accepted
+    )
+    report = q.quantize_onnx(
+        path, target, validation=(frame, y), force=True, timing_calls=5, batch_rows=50
+    )
+    assert report.forced and report.path == target and target.is_file()
+
+
+def test_quantize_static_and_settings(exported, tmp_path):
+    from crosskd.quantize import quantize_onnx
+
+    frame, _, path = exported
+    _, y = table()
+    with pytest.raises(ConfigError, match="calibration rows"):
+        quantize_onnx(path, validation=(frame, y), mode="static")
+    with pytest.raises(ConfigError, match="mode must be"):
+        quantize_onnx(path, validation=(frame, y), mode="int4")
+    with pytest.raises(ConfigError, match="overwrite its source"):
+        quantize_onnx(path, path, validation=(frame, y))
+    with pytest.raises(DataError, match="labels"):
+        quantize_onnx(path, tmp_path / "x.onnx", validation=(frame, y[:10]))
+    report = quantize_onnx(
+        path,
+        tmp_path / "static.onnx",
+        validation=(frame.iloc[150:], y[150:]),
+        calibration=frame.iloc[:150],
+        mode="static",
+        tolerance=1.0,
+        timing_calls=5,
+        batch_rows=50,
+    )
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(report.path)).graph.node}
+    assert "QuantizeLinear" in ops and "Softmax" in ops  # probabilities stay in float
+
+
+def test_quantize_accuracy_and_cer_metrics(tmp_path):
+    import crosskd.quantize as q
+    from crosskd.export import export_onnx
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    y = np.asarray(["a", "b", "c"], dtype=object)[rng.integers(0, 3, 120)]
+    distiller = crosskd.Distiller(
+        None, crosskd.MLP(6, 3, hidden=(8,)), alpha=0.0, epochs=2, progress=False
+    ).fit(X, y)
+    path = export_onnx(distiller, tmp_path / "mlp.onnx").path
+    report = q.quantize_onnx(path, validation=(X, y), tolerance=1.0, timing_calls=5, batch_rows=50)
+    assert report.metric == "accuracy"
+    assert report.validation["fp32"] == pytest.approx(np.mean(distiller.predict(X) == y))
+    # greedy CTC decoding and the CER used for sequence students
+    probs = np.zeros((2, 5, 3))
+    probs[0, [0, 1, 2, 3, 4], [1, 1, 0, 1, 2]] = 1  # a a - a b -> "aab"
+    probs[1, :, 0] = 1  # all blank -> ""
+    assert q._greedy_strings(probs, "ab") == ["aab", ""]
+    assert q._score("cer", probs, ["aab", "b"], None, "ab") == pytest.approx(1 / 4)
+    with pytest.raises(ConfigError, match="alphabet"):
+        q._score("cer", probs, ["aab", "b"], None, None)
