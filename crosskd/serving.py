@@ -223,6 +223,21 @@ class _OnnxNetwork:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, ``(n, C)``; two classes as a sigmoid of the logit gap."""
+    if logits.shape[1] == 2:
+        # sigmoid(l1 - l0) with both tails exact: e = exp(-|d|), big = 1 / (1 + e), small = e * big
+        d = np.subtract(logits[:, 1], logits[:, 0], dtype=np.float64)
+        e = np.abs(d)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        big = e + 1.0
+        np.reciprocal(big, out=big)
+        e *= big
+        positive = d >= 0
+        out = np.empty(logits.shape, dtype=np.float64)
+        np.copyto(out[:, 1], np.where(positive, big, e))
+        np.copyto(out[:, 0], np.where(positive, e, big))
+        return out
     z = logits.astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
@@ -350,6 +365,7 @@ class Scorer:
             self._width = k + len(self._ind_pos) + sum(widths)
         # The shape of a 1-D float64 row that goes straight to the one-row path.
         self._row_shape = (self._n_in,) if self._all_numeric else (-1,)
+        self._row_shape_2d = (1, self._n_in) if self._all_numeric else (-1,)
 
     def _init_encoder(self, d: Mapping[str, Any]) -> None:
         self._tabular = True
@@ -474,8 +490,12 @@ class Scorer:
             DataError: what the DataFrame path raises: missing columns, an array of the wrong
                 width, text in a numeric column, ±inf (tabular students), NaN or ±inf (MLP).
         """
-        if type(X) is np.ndarray and X.dtype is _FLOAT64 and X.shape == self._row_shape:
-            return self._row(X)
+        if type(X) is np.ndarray and X.dtype is _FLOAT64:
+            shape = X.shape
+            if shape == self._row_shape:
+                return self._row(X)
+            if shape == self._row_shape_2d:
+                return self._row(X[0])
         if isinstance(X, Mapping):
             return self._from_dict(X)
         module = type(X).__module__
