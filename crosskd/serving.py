@@ -671,15 +671,17 @@ class Scorer:
                 "DataFrames."
             )
         columns = frame.columns
-        cached_columns, plan = self._frame_cache
-        if cached_columns is not columns:
+        # Frames cut from one table share their column labels' array: the plan is reused.
+        key = getattr(columns, "array", columns)
+        cached, plan = self._frame_cache
+        if cached is not key:
             plan = self._frame_plan(frame)
-            self._frame_cache = (columns, plan)
-        if plan is None and frame.shape[0] == 1:
+            self._frame_cache = (key, plan)
+        if plan is None and len(frame.index) == 1:
             # The columns are the training columns, in order, all numeric: one float64 row.
-            values = frame.to_numpy()
-            if values.dtype == np.float64:
-                return self._row(values[0])
+            row = _numeric_row(frame, self._n_in)
+            if row is not None:
+                return self._row(row)
         positions = self._frame_positions(frame) if plan is None else plan
         n = frame.shape[0]
         get = _column_getter(frame)
@@ -854,6 +856,37 @@ def _hashable(value: Any) -> bool:
 def _value_types(values: Sequence[Any]) -> str:
     kinds = sorted({type(v).__name__ for v in values if v is not None})
     return "object (values of type " + ", ".join(kinds) + ")"
+
+
+def _numeric_row(frame: Any, width: int) -> np.ndarray | None:
+    """The one row of an all-numeric DataFrame as float64 ``(width,)``, or None when it is not
+    plain numbers (nullable, text or category columns: the caller takes the general path).
+
+    Reads pandas' column blocks directly (a few microseconds, where ``to_numpy`` interleaves
+    blocks of several dtypes in about 15 us); falls back to ``to_numpy`` when those internals are
+    not there.
+    """
+    try:
+        blocks = frame._mgr.blocks
+        if len(blocks) == 1 and _in_order(blocks[0]):
+            values = blocks[0].values
+            if type(values) is np.ndarray and values.dtype is _FLOAT64:
+                return values[:, 0]
+        row = np.empty(width)
+        for block in blocks:
+            values = block.values
+            if type(values) is not np.ndarray or values.dtype.kind not in "fiub":
+                return None
+            row[block.mgr_locs.indexer] = values[:, 0]
+        return row
+    except (AttributeError, IndexError, TypeError, ValueError):
+        values = frame.to_numpy()
+        return values[0] if values.dtype == np.float64 else None
+
+
+def _in_order(block: Any) -> bool:
+    indexer = block.mgr_locs.indexer
+    return isinstance(indexer, slice) and indexer.start in (0, None) and indexer.step in (1, None)
 
 
 def _column_getter(frame: Any) -> Any:

@@ -437,3 +437,40 @@ def test_quantize_accuracy_and_cer_metrics(tmp_path):
     assert q._score("cer", probs, ["aab", "b"], None, "ab") == pytest.approx(1 / 4)
     with pytest.raises(ConfigError, match="alphabet"):
         q._score("cer", probs, ["aab", "b"], None, None)
+
+
+def test_one_row_frames_of_mixed_numeric_dtypes(tmp_path):
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=200),
+            "count": rng.integers(0, 9, 200),
+            "b": rng.normal(size=200).astype(np.float32),
+            "flag": rng.integers(0, 2, 200).astype(np.int8),
+        }
+    )
+    y = (frame.a + frame["count"] > 4).astype(int).to_numpy()
+    distiller = fit(frame, y)
+    scorer = Scorer.load(distiller.save(tmp_path / "s"))
+    expected = distiller.predict_proba(frame)
+    shuffled = frame[["flag", "b", "a", "count"]]
+    copied = frame.copy()  # a frame whose blocks are laid out anew
+    for i in range(0, 200, 7):
+        for source in (frame, shuffled, copied):
+            np.testing.assert_allclose(
+                scorer.predict_proba(source.iloc[[i]]), expected[[i]], atol=ATOL, rtol=0
+            )
+    single = pd.DataFrame(frame.to_numpy(np.float64), columns=frame.columns)
+    np.testing.assert_allclose(scorer.predict_proba(single.iloc[[3]]), expected[[3]], atol=ATOL)
+
+
+def test_two_class_softmax_keeps_both_tails():
+    from crosskd.serving import _softmax
+
+    logits = np.asarray([[0, 800], [800, 0], [0, 1e-3], [-30, 30], [5, 5]], dtype=np.float32)
+    z = logits.astype(np.float64)
+    want = np.exp(z - z.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    got = _softmax(logits)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert got[3, 0] > 0  # exp(-60): tiny, not rounded to 0
