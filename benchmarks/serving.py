@@ -12,7 +12,7 @@ Fraud (the handbook's 15 features): a LightGBM teacher of the fraud benchmark's 
   quantize_onnx`, dynamic, checked on the validation week) in onnxruntime.
 
 OCR (MNIST): a small timm teacher (resnet10t, 16-128 channels) trained on 15,000 images for one
-epoch, a SmallCNN student distilled from it; teacher in timm / torch, student in torch, ONNX fp32 and
+epoch, a SmallCNN (width 16) student distilled from it; teacher in timm / torch, student in torch, ONNX fp32 and
 ONNX int8 (static, calibrated on training images, checked on held-out training images).
 
 Batch 1: p50 / p99 of one call over ``--calls`` calls per path, the paths interleaved in rounds so
@@ -226,6 +226,7 @@ def run_fraud(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict,
             mode="dynamic",
             timing_calls=200,
             batch_rows=BATCH,
+            force=True,  # measured either way; the report says whether it was accepted
         )
         if not args.no_int8
         else None
@@ -541,14 +542,17 @@ def run_ocr(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict, l
         progress=False,
     ).fit(X, y)
     teacher_module = teacher_fit.student_.eval()
-    log(f"OCR teacher resnet10t on {n_train:,} images in {time.perf_counter() - started:.0f} s")
+    log(
+        f"OCR teacher resnet10t on {n_train:,} images in {time.perf_counter() - started:.0f} s, "
+        f"validation accuracy {np.mean(teacher_fit.predict(X_val[:2000]) == y_val[:2000]):.4f}"
+    )
     started = time.perf_counter()
     distiller = crosskd.Distiller(
         teacher_module.as_teacher(device="cpu"),
-        SmallCNN(width=8),
+        SmallCNN(width=16),
         temperature=4.0,
         alpha=0.9,
-        epochs=2,
+        epochs=1 if args.quick else 3,
         batch_size=128,
         lr=3e-3,
         early_stopping=None,
@@ -557,16 +561,20 @@ def run_ocr(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict, l
         progress=False,
     ).fit(X, y)
     student = distiller.student_.eval()
-    log(f"OCR student SmallCNN(8) in {time.perf_counter() - started:.0f} s")
+    log(
+        f"OCR student SmallCNN(16) in {time.perf_counter() - started:.0f} s, validation accuracy "
+        f"{np.mean(distiller.predict(X_val[:2000]) == y_val[:2000]):.4f}"
+    )
     onnx_path = export_onnx(distiller, folder / "ocr_student.onnx", sample=X_val[:64]).path
     int8 = quantize_onnx(
         onnx_path,
         validation=(X_val, y_val),
         test=(X_test, y_test),
         mode="static",
-        calibration=X[:1000],
+        calibration=X[:2000],
         timing_calls=100,
         batch_rows=2000,
+        force=True,  # measured either way; the report says whether it was accepted
     )
     import onnxruntime as ort
 

@@ -5,9 +5,10 @@
 
 - ``mode="dynamic"`` (default): weights stored in int8, activations quantised on the fly
   (``MatMulInteger`` / ``ConvInteger``); needs no data;
-- ``mode="static"``: weights and activations in int8 with scales fitted on calibration rows
-  (``QuantizeLinear`` / ``DequantizeLinear`` around ``Gemm``, ``MatMul`` and ``Conv``; the input
-  scaling and the softmax stay in float, so probabilities are not rounded to 1/255 steps).
+- ``mode="static"``: weights (one scale per output channel) and activations in int8 with scales
+  fitted on calibration rows (``QuantizeLinear`` / ``DequantizeLinear`` around ``Gemm``,
+  ``MatMul`` and ``Conv``; the input scaling and the softmax stay in float, so probabilities are
+  not rounded to 1/255 steps).
 
 It then scores the validation rows with both files and compares the metric: average precision
 (``"average_precision"``, two classes), accuracy (``"accuracy"``, more classes) or character error
@@ -274,6 +275,7 @@ def _quantize(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["Gemm", "MatMul", "Conv"],
+            per_channel=True,
         )
     except Exception as err:  # onnxruntime's tools raise many kinds of errors
         raise ExportError(
