@@ -474,3 +474,48 @@ def test_two_class_softmax_keeps_both_tails():
     got = _softmax(logits)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     assert got[3, 0] > 0  # exp(-60): tiny, not rounded to 0
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_serving_benchmark_quick_writes_the_json_form(tmp_path):
+    """benchmarks/serving.py --quick (30 trees, 3 epochs, no OCR) runs end to end."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "serving.py"),
+            "--quick",
+            "--no-ocr",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+    result = json.loads((tmp_path / "serving-quick.json").read_text())
+    for key in (
+        "benchmark",
+        "command",
+        "device",
+        "git_commit",
+        "argv",
+        "environment",
+        "load_average",
+        "wall_seconds",
+        "rows",
+    ):
+        assert key in result
+    assert result["quick"] is True and result["benchmark"] == "serving"
+    names = [row["model"] for row in result["rows"]]
+    assert any("Scorer, dict" in n for n in names) and any("Booster" in n for n in names)
+    assert sum(row["chosen"] for row in result["rows"]) == 2
+    checks = result["fraud"]["checks"]
+    assert checks["scorer_vs_predict_proba_max_abs_diff"] < 1e-6
+    assert (tmp_path / "serving-quick.md").read_text().startswith("# Serving side by side")
