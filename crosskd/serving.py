@@ -393,7 +393,7 @@ class Scorer:
         self.categories_ = categories
         self._n_in = len(self.feature_names_in_)
         self._cardinalities = [len(categories[c]) + 1 for c in self.categorical_columns_]
-        # First occurrence wins, as in the encoder's pandas index lookup.
+        # Values equal in Python (1, 1.0, True) share one entry, as in a pandas index lookup.
         self._vocab = []
         for c in self.categorical_columns_:
             table: dict[Any, int] = {}
