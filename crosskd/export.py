@@ -797,15 +797,28 @@ def export_command(
     format: str = "onnx",
     out: str | os.PathLike[str] | None = None,
     *,
+    quantize: str | None = None,
+    quantize_mode: str = "dynamic",
+    tolerance: float | None = None,
+    force: bool = False,
     echo: Any = print,
 ) -> OnnxExport:
-    """``crosskd export RUN_DIR --format onnx --out FILE``: export the student of a run.
+    """``crosskd export RUN_DIR --format onnx --out FILE [--quantize int8]``: export the student
+    of a run, and optionally an int8 copy checked on the run's validation rows.
 
     Args:
         run_dir: a folder written by ``crosskd distill`` (holding ``student.safetensors``), or the
             ``.safetensors`` bundle itself.
         format: ``"onnx"``.
         out: the file to write; None: ``RUN_DIR/student.onnx``.
+        quantize: None, or ``"int8"``: also write ``<out stem>.int8.onnx`` with
+            :func:`crosskd.quantize.quantize_onnx`, deciding on the run's validation rows (read
+            again through its ``config.yaml``), reporting its test rows, and writing the
+            measurements to ``<out stem>.int8.json``.
+        quantize_mode: ``"dynamic"`` or ``"static"`` (calibrated on up to 2,000 training rows).
+        tolerance: the largest validation metric loss allowed (None: the defaults of
+            :data:`crosskd.quantize.TOLERANCES`).
+        force: write the int8 file even when it loses more than the tolerance.
         echo: where to print the one-line summary.
 
     Returns:
@@ -816,6 +829,8 @@ def export_command(
 
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r} is not supported; choose one of {list(FORMATS)}.")
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"--quantize {quantize!r} is not supported; the one choice is int8.")
     source = Path(run_dir)
     if not source.exists():
         raise BundleError(
@@ -841,14 +856,73 @@ def export_command(
             f"read with greedy CTC decoding); {checked}, probabilities within "
             f"{result.max_abs_diff:.1e}"
         )
-        return result
-    rows = f" on {len(sample)} test rows of the run" if sample is not None else ""
-    echo(
-        f"wrote {result.path} (inputs: {inputs}; output: probabilities (n, "
-        f"{len(result.classes or ())}); onnxruntime matches torch within "
-        f"{result.max_abs_diff:.1e}{rows})"
-    )
+    else:
+        rows = f" on {len(sample)} test rows of the run" if sample is not None else ""
+        echo(
+            f"wrote {result.path} (inputs: {inputs}; output: probabilities (n, "
+            f"{len(result.classes or ())}); onnxruntime matches torch within "
+            f"{result.max_abs_diff:.1e}{rows})"
+        )
+    if quantize is not None:
+        _quantize_run(result, folder, fitted, quantize_mode, tolerance, force, echo)
     return result
+
+
+def _quantize_run(
+    result: OnnxExport,
+    folder: Path,
+    fitted: Any,
+    mode: str,
+    tolerance: float | None,
+    force: bool,
+    echo: Any,
+) -> None:
+    """The int8 copy of an exported run, decided on the run's validation rows."""
+    import numpy as np
+
+    from ._atomic import write_text
+    from .exceptions import CrossKDError
+    from .pipeline import run_parts
+    from .quantize import quantize_onnx
+
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(
+            f"--quantize int8 decides on the run's validation rows, read again through "
+            f"{folder / 'config.yaml'}, which does not exist. Export a crosskd distill run folder."
+        )
+    try:
+        parts = run_parts(folder)
+    except (CrossKDError, OSError) as err:
+        raise ConfigError(
+            f"--quantize int8 needs the run's data to decide on its validation rows, and it "
+            f"could not be read again ({err}). Run it where the run's data is."
+        ) from None
+    alphabet = getattr(fitted, "alphabet_", None)
+    classes = getattr(fitted, "classes_", None)
+
+    def labels(y: Any) -> Any:
+        if alphabet is not None or classes is None:
+            return y  # text lines: the strings themselves
+        return np.asarray(classes, dtype=object)[np.asarray(y, dtype=np.int64)]
+
+    def rows(x: Any, n: int | None = None) -> Any:
+        if n is not None:
+            x = x.iloc[:n] if hasattr(x, "iloc") else x[:n]
+        return x if hasattr(x, "iloc") else np.asarray(x, dtype=np.float32)
+
+    report = quantize_onnx(
+        result.path,
+        validation=(rows(parts.val[0]), labels(parts.val[1])),
+        test=(rows(parts.test[0]), labels(parts.test[1])),
+        mode=mode,
+        calibration=rows(parts.train[0], 2000) if mode == "static" else None,
+        tolerance=tolerance,
+        force=force,
+        alphabet=None if alphabet is None else "".join(alphabet.chars),
+    )
+    target = Path(result.path).with_suffix("")
+    write_text(target.with_name(target.name + ".int8.json"), json.dumps(report.to_dict(), indent=2))
+    echo(report.summary())
 
 
 def _run_inputs(folder: Path, fitted: Any) -> tuple[tuple[int, ...] | None, Any]:

@@ -769,9 +769,10 @@ def distill(kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
     return run(make_kind(kind, settings, progress, frozenset(plain)), echo=echo)
 
 
-def run_test_rows(run_dir: str | Path) -> tuple[Any, Any]:
-    """The test rows ``(x, y)`` of the run in ``run_dir``: its data read again with the settings
-    of its ``config.yaml``, and split again (the same seed, the same split)."""
+def run_parts(run_dir: str | Path) -> Parts:
+    """The train / validation / test rows of the run in ``run_dir``: its data read again with the
+    settings of its ``config.yaml``, and split again (the same seed, the same split). Labels are
+    codes in the run's class order (strings for text lines)."""
     from .config import config_task, resolve_settings
 
     config = Path(run_dir) / "config.yaml"
@@ -780,7 +781,12 @@ def run_test_rows(run_dir: str | Path) -> tuple[Any, Any]:
     data = kind.read(_silent)
     if not kind.sequence:
         _order_classes(data, kind.s.get("positive_label"), _silent)
-    return _split(data, kind.s, kind.sequence)[0].test
+    return _split(data, kind.s, kind.sequence)[0]
+
+
+def run_test_rows(run_dir: str | Path) -> tuple[Any, Any]:
+    """The test rows ``(x, y)`` of the run in ``run_dir`` (see :func:`run_parts`)."""
+    return run_parts(run_dir).test
 
 
 def copy_to_cpu(module: Any) -> Any:

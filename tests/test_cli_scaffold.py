@@ -260,8 +260,16 @@ def test_two_string_target_baseline_and_absolute_paths(fraud_run, monkeypatch, c
     assert re.search(r"^baseline\s+MLP 32-16", printed, flags=re.M)
     run = fraud_run / "run"
     report = json.loads((run / "report.json").read_text())
-    assert report["settings"]["batch_size"] == 32  # chosen from the ~270 training rows
-    assert "batch_size: 32" in (run / "config.yaml").read_text()
+    assert report["settings"]["batch_size"] == "auto"
+    assert report["student"]["chosen"]["batch_size"] == 16  # from the ~240 training rows
+    assert report["student"]["chosen"]["threads"] >= 1
+    assert report["baseline"]["chosen"]["schedule"] == "cosine"  # --epochs 2: a fixed budget
+    assert "batch_size: auto" in (run / "config.yaml").read_text()
+    # the bundle holds the class names: a loaded student predicts them
+    import crosskd
+
+    predicted = crosskd.load(run).predict(pd.read_csv(fraud_run / "tx.csv").drop(columns="label"))
+    assert set(predicted) <= {"legit", "fraud"}
     assert report["data"]["classes"] == ["legit", "fraud"]
     assert report["data"]["positive_label"] == "fraud"
     assert report["baseline"]["params"] == report["student"]["params"] > 0
@@ -281,3 +289,19 @@ def test_two_string_target_baseline_and_absolute_paths(fraud_run, monkeypatch, c
     assert "No baseline was trained" in (fraud_run / "run2" / "summary.md").read_text()
     # a run folder can be written again (its own files only)
     assert main([*argv[:-5], "--out", "run2", "--epochs", "1", "--quiet", "--no-baseline"]) == 0
+
+
+def test_export_quantize_int8_decides_on_the_run_validation_rows(fraud_run, monkeypatch, capsys):
+    """Issue 16 item 2 through the CLI: the int8 copy and its measurements beside the export."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(fraud_run)
+    argv = ["distill", "--data", "tx.csv", "--target", "label", "--out", "q", "--epochs", "2",
+            "--no-baseline", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["export", "q", "--quantize", "int8"]) == 0
+    printed = capsys.readouterr().out
+    assert (fraud_run / "q" / "student.int8.onnx").is_file()
+    measured = json.loads((fraud_run / "q" / "student.int8.json").read_text())
+    assert measured["metric"] == "average_precision" and "validation" in json.dumps(measured)
+    assert "int8" in printed
