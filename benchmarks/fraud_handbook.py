@@ -9,7 +9,7 @@ its simulated card transactions and compares, on the 4 test folds:
 - MLP students trained on labels alone (class-weighted and unweighted);
 - the same students distilled from the teacher (temperature and alpha chosen on the validation
   folds; the sweep is reported), alone and with a transfer set: the delay-period transactions
-  (labels unknown, the teacher labels them) or MUNGE rows (:func:`crosskd.munge`).
+  (labels unknown, the teacher labels them) or MUNGE rows (:func:`crosskd.tabular.transfer.munge`).
 
 Every choice is made on the 4 validation folds and the test folds are scored once: the teacher,
 T and alpha, the transfer set (none, delay period, MUNGE), the baseline (weighted or not) and the
@@ -1060,7 +1060,7 @@ def markdown(result: dict[str, Any]) -> str:
         "## Notes",
         "",
         f"- MUNGE transfer set: {s['munge_factor']:g} x the training rows per fold, p = "
-        f"{s['munge_p']}, s = {s['munge_s']} (`crosskd.munge`); the delay-period transfer set is "
+        f"{s['munge_p']}, s = {s['munge_s']} (`crosskd.tabular.transfer.munge`); the delay-period transfer set is "
         "all transactions of the fold's delay week. Both get the teacher's soft targets only and "
         "use the T and alpha chosen without a transfer set; the transfer set (none, delay, MUNGE) "
         "and the student size are chosen by validation AP.",

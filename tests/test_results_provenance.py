@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,7 @@ def test_results_file_has_provenance(path: Path) -> None:
     assert payload["git_dirty"] is False, f"{path.name} was produced by uncommitted code"
     assert payload["quick"] is False, f"{path.name} is a --quick run, not a result"
     assert payload["argv"][0].startswith("benchmarks/") and payload["argv"][0].endswith(".py")
-    assert payload["command"].endswith("python " + " ".join(payload["argv"])) or (
-        "python " in payload["command"]
-    )
+    assert payload["command"].endswith("python " + shlex.join(payload["argv"])), payload["command"]
     assert set(payload["load_average"]) == {"start", "end"}
     assert payload["wall_seconds"] > 0
     env = payload["environment"]
