@@ -34,6 +34,11 @@ ROLES = {
 }
 
 
+def _metric(values: list[float]) -> float | list[float]:
+    """One model (the teacher, or one seed): the number; several seeds: ``[mean, std]``."""
+    return float(values[0]) if len(values) == 1 else mean_std(values)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the demo and write its results; returns the JSON payload."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "params": row.params,
                 "bytes": row.bytes,
                 "metrics": {
-                    "roc_auc": mean_std(row.roc_auc),
-                    "average_precision": mean_std(row.average_precision),
+                    "roc_auc": _metric(row.roc_auc),
+                    "average_precision": _metric(row.average_precision),
                 },
                 "per_seed": {
                     "roc_auc": [float(v) for v in row.roc_auc],
