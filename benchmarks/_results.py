@@ -148,7 +148,8 @@ def cpu_description() -> str:
 
 def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of ``repo``: the 40-hex HEAD commit and whether tracked files differ
-    from it (untracked files do not count); ``(None, None)`` outside a git checkout."""
+    from it (untracked files and the results folder, which benchmarks write, do not count);
+    ``(None, None)`` outside a git checkout."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -158,7 +159,17 @@ def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
             timeout=30,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(repo),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)benchmarks/results",
+            ],
             capture_output=True,
             text=True,
             check=True,
