@@ -47,8 +47,6 @@ STALE = {
     "rewrite; the MNIST rerun of issue 14 (CPU hours) pending",
     "textline_ctc.json": "fold seed 0 (the folds the recipe was revised on) and KD mode chosen "
     "on test; the confirmation on --fold-seed 1 (about 50 min) pending",
-    "latency-cpu.json": "written before the results helper (fixed command, no commit); rerun "
-    "pending",
     "streaming-cpu.json": "written before the results helper (built command, no commit); the "
     "10M-row rerun (about 5 min, 2 GB in /tmp) pending",
 }
