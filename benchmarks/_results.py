@@ -370,8 +370,9 @@ def provenance_line(payload: Mapping[str, Any]) -> str:
     env = payload.get("environment") or {}
     return (
         f"`{payload['command']}` at commit `{commit[:12]}`{dirty} on {payload['device']}; "
-        f"crosskd {payload['crosskd_version']}, torch {env.get('torch', '?')}, "
-        f"{env.get('threads')} torch thread(s); {payload['date']}; wall time "
+        f"crosskd {payload['crosskd_version']}, torch {env.get('torch', '?')}"
+        + (f", {env['threads']} torch thread(s)" if env.get("threads") is not None else "")
+        + f"; {payload['date']}; wall time "
         f"{payload['wall_seconds'] / 60:.1f} min; load average {load.get('start')} at the start, "
         f"{load.get('end')} at the end."
         + (" **Quick run: not a result.**" if payload.get("quick") else "")
