@@ -13,40 +13,40 @@ Writes ``demo_sweep.md`` and ``demo_sweep.json`` (the form of ../shared/BENCHMAR
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from datetime import date
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 import crosskd
 from crosskd.demo import DEMO_SIZES, STUDENT_HIDDEN, demo_data
+from crosskd.tabular.gbdt import fit_lightgbm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import Results, provenance_line  # noqa: E402
 
 SETTINGS = [("alone", None, 0.0, False)] + [
     (f"T={t:g} alpha={a:g} +delay", t, a, True) for t in (1.0, 2.0) for a in (0.5, 0.7, 0.9)
 ]
 
 
-def cpu_name() -> str:
-    return crosskd.device_description("cpu")
-
-
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the sweep; returns the results written."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="small", choices=sorted(DEMO_SIZES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    results = Results("demo_sweep", argv, quick=False)
 
     parts = demo_data(args.size, seed=0)
     (X_tr, y_tr), (X_va, y_va), (X_de, _), (X_te, y_te) = (
         parts[k] for k in ("train", "val", "delay", "test")
     )
-    teacher = crosskd.LightGBMTeacher(crosskd.fit_lightgbm(X_tr, y_tr, eval_set=(X_va, y_va)))
+    teacher = crosskd.LightGBMTeacher(fit_lightgbm(X_tr, y_tr, eval_set=(X_va, y_va)))
     rows = []
-    started = time.perf_counter()
     for name, temperature, alpha, transfer in SETTINGS:
         val_ap, test_ap = [], []
         for seed in range(args.seeds):
@@ -78,26 +78,16 @@ def main() -> None:
             f"{name:24s} val AP {np.mean(val_ap):.4f}  test AP {np.mean(test_ap):.4f}", flush=True
         )
     best = max(rows[1:], key=lambda r: r["metrics"]["val_average_precision"][0])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    command = f"python benchmarks/demo_sweep.py --size {args.size} --seeds {args.seeds}"
-    payload = {
-        "benchmark": "demo_sweep",
-        "command": command,
-        "device": cpu_name(),
-        "date": date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "quick": False,
-        "selected": best["model"],
-        "rows": rows,
-    }
-    (out / "demo_sweep.json").write_text(json.dumps(payload, indent=2) + "\n")
+    for r in rows:
+        r["chosen"] = r is best or r["role"] == "baseline"
+    payload = results.write(rows, args.out, selected=best["model"])
     lines = [
         "# Demo settings sweep",
         "",
-        f"`{command}` on {payload['device']}, {payload['date']}, "
-        f"{time.perf_counter() - started:.0f} s. Mean ± std over {args.seeds} seeds. "
-        "Selection by validation AP only; test AP is shown, not used.",
+        provenance_line(payload),
+        "",
+        f"Mean ± std over {args.seeds} seeds. Selection by validation AP only; test AP is shown, "
+        "not used.",
         "",
         "| student | validation AP | test AP |",
         "|---|---:|---:|",
@@ -105,9 +95,17 @@ def main() -> None:
     for r in rows:
         v, t = r["metrics"]["val_average_precision"], r["metrics"]["average_precision"]
         lines.append(f"| {r['model']} | {v[0]:.4f} ± {v[1]:.4f} | {t[0]:.4f} ± {t[1]:.4f} |")
+    better = [
+        r["model"]
+        for r in rows[1:]
+        if r["metrics"]["average_precision"][0] > best["metrics"]["average_precision"][0]
+    ]
+    if better:
+        lines += ["", "Not chosen, but better on test: " + "; ".join(better) + "."]
     lines += ["", f"Selected (highest validation AP among distilled): **{best['model']}**."]
-    (out / "demo_sweep.md").write_text("\n".join(lines) + "\n")
+    Path(args.out, "demo_sweep.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return payload
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ Writes ``benchmarks/results/latency-<device>.json`` and ``.md``. Everything runs
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-import crosskd
-from crosskd import Distiller, LightGBMTeacher, TabularStudent, model_size, time_inference
+from crosskd import Distiller, LightGBMTeacher, TabularStudent
+from crosskd.profiling import device_description, model_size, time_inference
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import Results, provenance_line  # noqa: E402
 
 FEATURES = 32
 
@@ -58,22 +59,19 @@ def percentiles(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
     return float(np.percentile(times, 50) / 1e3), float(np.percentile(times, 99) / 1e3)
 
 
-def cpu_name() -> str:
-    return crosskd.device_description("cpu")
-
-
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the results written."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=100_000)
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--calls", type=int, default=2000, help="batch-1 calls per path")
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    results = Results("latency", argv, quick=False)
 
     import lightgbm as lgb
 
     torch.set_num_threads(1)
-    load_before = [round(v, 2) for v in os.getloadavg()]
     X, y = make_rows(args.train_rows + 10_000, seed=0)
     X_tr, y_tr, X_te = X.iloc[: args.train_rows], y[: args.train_rows], X.iloc[args.train_rows :]
     booster = lgb.train(
@@ -211,37 +209,26 @@ def main() -> None:
     auc_student = roc_auc(y_te, distiller.predict_proba(X_te)[:, 1])
     for row in rows:
         row["metrics"]["roc_auc"] = auc_teacher if row["role"] == "teacher" else auc_student
-    result = {
-        "benchmark": "latency",
-        "command": "python benchmarks/latency.py",
-        "device": cpu_name(),
-        "date": date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "quick": False,
-        "setup": {
+    result = results.write(
+        rows,
+        args.out,
+        name="latency-cpu",
+        device=device_description("cpu"),
+        setup={
             "train_rows": args.train_rows,
             "features": FEATURES,
             "trees": args.trees,
             "student": "TabularStudent 64-32 (3 epochs)",
             "calls_batch1": args.calls,
             "threads": 1,
-            "torch_version": torch.__version__,
-            "load_average_before": load_before,
-            "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "notes": notes,
         },
-        "rows": rows,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latency-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    s = result["setup"]
+    )
     md = [
         f"# Serving latency ({result['device']})",
         "",
-        f"`{result['command']}` on {result['date']}, torch {s['torch_version']}, one thread for "
-        f"every path, load average {s['load_average_before']} before and "
-        f"{s['load_average_after']} after (shared machine: compare the rows with each other).",
+        provenance_line(result) + " One thread for every path (shared machine: compare the "
+        "rows with each other).",
         "",
         f"Synthetic binary table, {FEATURES} numeric features; teacher LightGBM {args.trees} trees "
         f"x 31 leaves, student TabularStudent 64-32 distilled for 3 epochs, both on "
@@ -260,8 +247,9 @@ def main() -> None:
         )
     if notes:
         md += ["", "Paths not measured:", ""] + [f"- {note}" for note in notes]
-    (out / "latency-cpu.md").write_text("\n".join(md) + "\n")
+    Path(args.out, "latency-cpu.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+    return result
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ rows were added; those add about 25 minutes)::
 
     nice -n 5 python benchmarks/mnist_hinton.py
 
-``--rows conv`` runs only the conv-teacher rows (about 25 minutes on one core) and merges
-them into the JSON, markdown and plot already in ``--out``, keeping the other rows and marking each
-row with the run it comes from::
+``--rows conv`` runs only the conv-teacher rows (about 25 minutes on one core) and writes them to
+``mnist_hinton-conv.{json,md,png}``, a run of its own (runs are never merged into one file)::
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/mnist_hinton.py --rows conv
 
@@ -39,9 +38,8 @@ images) for the tests.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,20 +49,23 @@ import numpy as np
 import torch
 
 import crosskd
+from crosskd.profiling import device_description, model_size
+from crosskd.teachers import ModuleTeacher
+from crosskd.vision import (
+    ImageMLP,
+    RandomShift,
+    SmallCNN,
+    TimmStudent,
+    load_digits_images,
+    load_mnist,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import Results, provenance_line  # noqa: E402
 
 BENCHMARK = "mnist_hinton"
 PAPER = {"teacher": 67, "student alone": 146, "distilled T=20": 74}
 OMITTED = 3
-CONV_KEYS = (
-    "val_size",
-    "conv_teacher_width",
-    "conv_teacher_hidden",
-    "conv_teacher_padding",
-    "conv_teacher_dropout",
-    "conv_teacher_epochs",
-    "conv_mlp_epochs",
-    "conv_temperatures",
-)
 
 
 # ------------------------------------------------------------------------------------------- setup
@@ -146,19 +147,18 @@ def settings(quick: bool) -> dict[str, Any]:
 def load_data(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)``: images ``(N, 1, H, W)`` in [0, 1], int64 labels."""
     if quick:
-        x, y = crosskd.load_digits_images()
+        x, y = load_digits_images()
         order = np.random.default_rng(0).permutation(len(y))
         train, test = order[:1400], order[1400:]
         return x[train], y[train], x[test], y[test]
-    x_train, y_train = crosskd.load_mnist("train")
-    x_test, y_test = crosskd.load_mnist("test")
+    x_train, y_train = load_mnist("train")
+    x_test, y_test = load_mnist("test")
     return x_train, y_train, x_test, y_test
 
 
 def device_string() -> str:
     return (
-        f"{crosskd.device_description()}, shared with other work; torch threads "
-        f"{torch.get_num_threads()}"
+        f"{device_description()}, shared with other work; torch threads {torch.get_num_threads()}"
     )
 
 
@@ -233,7 +233,7 @@ class Runner:
         std = float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0
         row: dict[str, Any] = {"model": model, "role": role}
         if net is not None:
-            size = crosskd.model_size(net)
+            size = model_size(net)
             row.update(params=size.params, bytes=size.bytes)
         row["metrics"] = {
             "errors": [mean, std] if len(errors) > 1 else errors[0],
@@ -337,12 +337,12 @@ def conv_rows(r: Runner, log: Callable[[str], Any]) -> None:
         net,
         epochs=t_epochs,
         seed=0,
-        augment=crosskd.RandomShift(shift, seed=0),
+        augment=RandomShift(shift, seed=0),
         x=x_fit,
         y=y_fit,
     )
     t_secs = time.perf_counter() - t0
-    teacher = crosskd.ModuleTeacher(t_fit.student_, classes=range(10), batch_size=2048)
+    teacher = ModuleTeacher(t_fit.student_, classes=range(10), batch_size=2048)
     t_val = val_errors(t_fit)
     r.add(
         f"teacher {net.label}, jitter {shift}px, {t_epochs} epochs on {n_fit:,} images "
@@ -353,6 +353,7 @@ def conv_rows(r: Runner, log: Callable[[str], Any]) -> None:
         [t_secs],
         val_errors=t_val,
         n_val=n_val,
+        chosen=True,
         section="conv-teacher",
     )
 
@@ -360,10 +361,10 @@ def conv_rows(r: Runner, log: Callable[[str], Any]) -> None:
     t0 = time.perf_counter()
     fit = r.fit(
         None,
-        crosskd.ImageMLP(shape, 10, s_hidden),
+        ImageMLP(shape, 10, s_hidden),
         epochs=m_epochs,
         seed=0,
-        augment=crosskd.RandomShift(shift, seed=1),
+        augment=RandomShift(shift, seed=1),
         x=x_fit,
         y=y_fit,
     )
@@ -378,6 +379,7 @@ def conv_rows(r: Runner, log: Callable[[str], Any]) -> None:
         [secs],
         val_errors=e_val,
         n_val=n_val,
+        chosen=True,
         section="conv-teacher",
     )
 
@@ -386,12 +388,12 @@ def conv_rows(r: Runner, log: Callable[[str], Any]) -> None:
         t0 = time.perf_counter()
         fit = r.fit(
             teacher,
-            crosskd.ImageMLP(shape, 10, s_hidden),
+            ImageMLP(shape, 10, s_hidden),
             epochs=m_epochs,
             seed=0,
             temperature=float(T),
             alpha=a,
-            augment=crosskd.RandomShift(shift, seed=1),
+            augment=RandomShift(shift, seed=1),
             x=x_fit,
             y=y_fit,
         )
@@ -444,7 +446,7 @@ def run(
     t0 = time.perf_counter()
     teacher_fit = r.fit(
         None,
-        crosskd.ImageMLP(
+        ImageMLP(
             shape,
             10,
             t_hidden,
@@ -454,10 +456,10 @@ def run(
         ),
         epochs=cfg["teacher_epochs"],
         seed=0,
-        augment=crosskd.RandomShift(cfg["shift"], seed=0),
+        augment=RandomShift(cfg["shift"], seed=0),
     )
     t_secs = time.perf_counter() - t0
-    mlp_teacher = crosskd.ModuleTeacher(teacher_fit.student_, classes=range(10), batch_size=2048)
+    mlp_teacher = ModuleTeacher(teacher_fit.student_, classes=range(10), batch_size=2048)
     r.add(
         f"teacher {t_name}, dropout {cfg['teacher_dropout']}/{cfg['teacher_input_dropout']}, "
         f"max-norm {cfg['teacher_max_norm']}, jitter {cfg['shift']}px",
@@ -472,15 +474,13 @@ def run(
     dist_fits: dict[int, crosskd.Distiller] = {}
     for seed in cfg["seeds"]:
         t0 = time.perf_counter()
-        fit = r.fit(
-            None, crosskd.ImageMLP(shape, 10, s_hidden), epochs=cfg["student_epochs"], seed=seed
-        )
+        fit = r.fit(None, ImageMLP(shape, 10, s_hidden), epochs=cfg["student_epochs"], seed=seed)
         alone_s.append(time.perf_counter() - t0)
         alone.append(r.errors(r.test_logits(fit))[0])
         t0 = time.perf_counter()
         fit = r.fit(
             mlp_teacher,
-            crosskd.ImageMLP(shape, 10, s_hidden),
+            ImageMLP(shape, 10, s_hidden),
             epochs=cfg["student_epochs"],
             seed=seed,
             temperature=T20,
@@ -510,7 +510,7 @@ def run(
         for seed in cfg["sweep_seeds"]:
             fit = r.fit(
                 mlp_teacher,
-                crosskd.ImageMLP(shape, 10, s_hidden),
+                ImageMLP(shape, 10, s_hidden),
                 epochs=cfg["student_epochs"],
                 seed=seed,
                 temperature=float(T),
@@ -529,7 +529,7 @@ def run(
     # 4. a timm CNN teacher, distilled into the MLP and into a small CNN (online, jittered)
     log(f"timm teacher {cfg['cnn_teacher']} ...")
     t0 = time.perf_counter()
-    cnn_net = crosskd.TimmStudent(
+    cnn_net = TimmStudent(
         cfg["cnn_teacher"],
         10,
         1,
@@ -543,7 +543,7 @@ def run(
         cnn_net,
         epochs=cfg["cnn_teacher_epochs"],
         seed=0,
-        augment=crosskd.RandomShift(cfg["shift"], seed=0),
+        augment=RandomShift(cfg["shift"], seed=0),
     )
     cnn_secs = time.perf_counter() - t0
     cnn_teacher = cnn_fit.student_.as_teacher(batch_size=2048)
@@ -561,12 +561,12 @@ def run(
     t0 = time.perf_counter()
     fit = r.fit(
         cnn_teacher,
-        crosskd.ImageMLP(shape, 10, s_hidden),
+        ImageMLP(shape, 10, s_hidden),
         epochs=cfg["cnn_mlp_epochs"],
         seed=0,
         temperature=Tc,
         alpha=a,
-        augment=crosskd.RandomShift(cfg["shift"], seed=1),
+        augment=RandomShift(cfg["shift"], seed=1),
     )
     r.add(
         f"student {s_name} distilled from the timm teacher, T={Tc:g}, alpha={a}, jitter (online)",
@@ -579,12 +579,12 @@ def run(
     t0 = time.perf_counter()
     fit = r.fit(
         cnn_teacher,
-        crosskd.SmallCNN(1, 10, width=cfg["cnn_student_width"]),
+        SmallCNN(1, 10, width=cfg["cnn_student_width"]),
         epochs=cfg["cnn_student_epochs"],
         seed=0,
         temperature=Tc,
         alpha=a,
-        augment=crosskd.RandomShift(cfg["shift"], seed=1),
+        augment=RandomShift(cfg["shift"], seed=1),
     )
     r.add(
         f"SmallCNN(width={cfg['cnn_student_width']}) distilled from the timm teacher, T={Tc:g}, "
@@ -604,7 +604,7 @@ def run(
     t0 = time.perf_counter()
     fit = r.fit(
         mlp_teacher,
-        crosskd.ImageMLP(shape, 10, s_hidden),
+        ImageMLP(shape, 10, s_hidden),
         epochs=cfg["student_epochs"],
         seed=0,
         temperature=T20,
@@ -667,93 +667,23 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _run_info(command: str, seconds: float, load: tuple[float, ...], run_id: str) -> dict:
-    return {
-        "id": run_id,
-        "command": command,
-        "device": device_string(),
-        "date": _dt.date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "wall_seconds": round(seconds, 1),
-        "load_average_1_5_15_at_end": [round(v, 2) for v in load],
-    }
-
-
-def merge_rows(
-    old: dict[str, Any], new_rows: list[dict[str, Any]], new_run: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The committed rows of ``old`` (a previous JSON) with ``new_rows`` in place of its
-    conv-teacher rows (or before its omitted-class rows). Returns ``(rows, runs)``."""
-    runs = old.get("runs") or [
-        {
-            "id": "A",
-            "command": old["command"],
-            "device": old["device"],
-            "date": old["date"],
-            "crosskd_version": old["crosskd_version"],
-            "wall_seconds": old["wall_seconds"],
-            "load_average_1_5_15_at_end": "not recorded",
-        }
-    ]
-    runs = [run for run in runs if run["id"] != new_run["id"]] + [new_run]
-    kept = []
-    for row in old["rows"]:
-        if row.get("section") == "conv-teacher":
-            continue
-        kept.append({**row, "run": row.get("run", "A")})
-    for row in new_rows:
-        row["run"] = new_run["id"]
-    at = next((i for i, row in enumerate(kept) if row["role"] == "omitted-class"), len(kept))
-    return kept[:at] + new_rows + kept[at:], runs
-
-
 def write_outputs(
     cfg: dict[str, Any],
     res: dict[str, Any],
     out: Path,
-    quick: bool,
-    command: str,
-    runs: list[dict[str, Any]] | None = None,
-) -> None:
-    """Writes the JSON, markdown and plot. ``runs`` (a merged table) lists every run whose rows
-    are in ``res["rows"]`` (each row's ``run`` names its run); else one run made every row."""
+    results: Results,
+    name: str = BENCHMARK,
+) -> dict[str, Any]:
+    """Writes ``<name>.json`` (through the results helper), ``.md`` and ``.png``; one run made
+    every row. Returns the JSON payload."""
     out.mkdir(parents=True, exist_ok=True)
-    device = device_string()
-    payload = {
-        "benchmark": BENCHMARK,
-        "command": command,
-        "device": device,
-        "date": _dt.date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "quick": quick,
-        "settings": cfg,
-        "wall_seconds": round(res["seconds"], 1),
-    }
-    if runs:
-        payload["runs"] = runs
-    payload["rows"] = res["rows"]
-    (out / f"{BENCHMARK}.json").write_text(json.dumps(payload, indent=2) + "\n")
-
+    payload = results.write(
+        res["rows"], out, name=name, device=device_string(), settings=cfg, sweep=res["sweep"]
+    )
+    quick = results.quick
     n = res["n_test"]
     lines = [f"# Hinton et al. (2015), MNIST: test errors out of {n:,}", ""]
-    if runs:
-        lines.append("The rows come from more than one run (column `run`):")
-        lines.append("")
-        for run in runs:
-            load = run["load_average_1_5_15_at_end"]
-            load = load if isinstance(load, str) else " / ".join(f"{v:.2f}" for v in load)
-            lines.append(
-                f"- run {run['id']}: `{run['command']}` on {run['device']}; crosskd "
-                f"{run['crosskd_version']}, {run['date']}; wall time "
-                f"{run['wall_seconds'] / 60:.1f} min; load average (1 / 5 / 15 min) at the end: "
-                f"{load}."
-            )
-    else:
-        lines.append(
-            f"`{command}` on {device}; crosskd {crosskd.__version__}, {payload['date']}; "
-            f"wall time {res['seconds'] / 60:.1f} min."
-            + (" **Quick run (not MNIST).**" if quick else "")
-        )
+    lines.append(provenance_line(payload) + (" (Quick: digits 8x8, not MNIST.)" if quick else ""))
     lines += [
         "",
         "Errors are `mean ± std` over seeds where a row ran more than one seed (`seeds`), else one "
@@ -763,21 +693,21 @@ def write_outputs(
         "temperature is chosen on that split.",
         "",
     ]
-    run_col = bool(runs)
     head = "| model | role | params | errors | errors on 3s | seeds | fit s |"
     rule = "|---|---|---:|---:|---:|---:|---:|"
-    lines += [head + (" run |" if run_col else ""), rule + ("---|" if run_col else "")]
+    lines += [head, rule]
     for row in res["rows"]:
         on3 = f"{row['errors_on_3s']} / {row['test_3s']}" if "errors_on_3s" in row else ""
         params = f"{row['params']:,}" if "params" in row else ""
         secs = f"{row['timing']['fit_seconds']:.0f}" if "timing" in row else ""
         lines.append(
             f"| {row['model']} | {row['role']} | {params} | {_fmt(row['metrics']['errors'])} | "
-            f"{on3} | {row['seeds']} | {secs} |" + (f" {row.get('run', '')} |" if run_col else "")
+            f"{on3} | {row['seeds']} | {secs} |"
         )
     lines += ["", "## Settings", "", "```json", json.dumps(cfg, indent=2), "```", ""]
-    (out / f"{BENCHMARK}.md").write_text("\n".join(lines))
-    _plot(res, out / f"{BENCHMARK}.png", n)
+    (out / f"{name}.md").write_text("\n".join(lines))
+    _plot(res, out / f"{name}.png", n)
+    return payload
 
 
 def _plot(res: dict[str, Any], path: Path, n: int) -> None:
@@ -830,41 +760,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--rows",
         choices=("all", "conv"),
         default="all",
-        help="'conv': run only the conv-teacher rows and merge them into the JSON, markdown "
-        "and plot already in --out (the other rows are kept, marked with the run they come from)",
+        help="'conv': run only the conv-teacher rows, written to mnist_hinton-conv.{json,md,png} "
+        "(a run of its own: results of different runs are never merged into one file)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/mnist_hinton.py" + (" --quick" if args.quick else "")
-    if args.rows != "all":
-        command += f" --rows {args.rows}"
-    out = Path(args.out)
-    old_path = out / f"{BENCHMARK}.json"
-    old = json.loads(old_path.read_text()) if args.rows != "all" and old_path.exists() else None
-    if old is not None and old.get("quick") != args.quick:
-        parser.error(f"{old_path} is {'not ' if args.quick else ''}a --quick run; cannot merge")
+    results = Results(BENCHMARK, argv, quick=args.quick)
     cfg, res = run(args.quick, rows=args.rows)
-    runs = None
-    if args.rows != "all":
-        if old is None:
-            parser.error(f"--rows {args.rows} merges into {old_path}, which does not exist")
-        run_ids = [r["id"] for r in old.get("runs", [])] or ["A"]
-        new_id = chr(ord(max(run_ids)) + 1)
-        new_run = _run_info(command, res["seconds"], os.getloadavg(), new_id)
-        rows, runs = merge_rows(old, res["rows"], new_run)
-        merged_cfg = {**old["settings"], **{k: cfg[k] for k in CONV_KEYS}}
-        sweep = {
-            float(r["temperature"]): r["metrics"]["errors"] for r in rows if r["role"] == "sweep"
-        }
-        res = {
-            **res,
-            "rows": rows,
-            "sweep": sweep,
-            "seconds": old["wall_seconds"] + res["seconds"],
-        }
-        cfg = merged_cfg
-    write_outputs(cfg, res, out, args.quick, command, runs)
-    print(f"wrote {args.out}/{BENCHMARK}.md/.json/.png in {res['seconds'] / 60:.1f} min")
+    name = BENCHMARK if args.rows == "all" else f"{BENCHMARK}-{args.rows}"
+    write_outputs(cfg, res, Path(args.out), results, name)
+    print(f"wrote {args.out}/{name}.md/.json/.png in {res['seconds'] / 60:.1f} min")
     return res
 
 

@@ -18,16 +18,19 @@ Writes ``benchmarks/results/streaming-<device>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
 import sys
 import time
-from datetime import date
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import Results, provenance_line  # noqa: E402 (standard library only)
 
 FEATURES = 32
 ROW_GROUP = 262_144
@@ -63,17 +66,8 @@ def write_parquet(path: Path, rows: int) -> None:
     os.replace(tmp, path)
 
 
-def load_average() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
-def cpu_name() -> str:
-    import crosskd  # imported here: this process's memory is what the benchmark measures
-
-    return crosskd.device_description("cpu")
-
-
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Run the benchmark; returns the results written (None for the writer child)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--epochs", type=int, default=1)
@@ -82,15 +76,15 @@ def main() -> None:
         "--data", default=None, help="parquet path (default /tmp/crosskd-stream-<rows>.parquet)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--write-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     path = Path(args.data or f"/tmp/crosskd-stream-{args.rows}.parquet")
     if args.write_only:
         write_parquet(path, args.rows)
-        return
+        return None
 
-    load_before = load_average()
+    results = Results("streaming", argv, quick=args.rows < 10_000_000)
     started = time.perf_counter()
     if not path.is_file():  # in a child process, so that writing does not count in our peak RSS
         subprocess.run(
@@ -111,9 +105,9 @@ def main() -> None:
     import pyarrow.parquet as pq
     import torch
 
-    import crosskd
     from crosskd import Distiller, LightGBMTeacher, ParquetStream, TabularStudent
     from crosskd.metrics import roc_auc
+    from crosskd.profiling import device_description
 
     torch.set_num_threads(args.threads)
     rss_after_imports = peak_rss_gb()
@@ -157,14 +151,29 @@ def main() -> None:
     teacher_auc = roc_auc(y_val, teacher.predict_proba(val)[:, 1])
     peak = peak_rss_gb()
     size_gb = path.stat().st_size / 1024**3
-    result = {
-        "benchmark": "streaming",
-        "command": f"python benchmarks/streaming.py --rows {args.rows} --epochs {args.epochs} --batch-rows {args.batch_rows}",
-        "device": cpu_name(),
-        "date": date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "quick": args.rows < 10_000_000,
-        "setup": {
+    json_rows = [
+        {
+            "model": "lightgbm-100trees (trained on 200k rows)",
+            "role": "teacher",
+            "metrics": {"roc_auc": teacher_auc},
+        },
+        {
+            "model": f"TabularStudent 64-32, streamed, {args.epochs} epoch(s), batch "
+            f"{distiller.batch_size_}",
+            "role": "distilled",
+            "metrics": {
+                "roc_auc": student_auc,
+                "samples_per_s": args.rows * args.epochs / train_seconds,
+                "peak_rss_gb": peak,
+            },
+        },
+    ]
+    result = results.write(
+        json_rows,
+        args.out,
+        name="streaming-cpu",
+        device=device_description("cpu"),
+        setup={
             "rows": args.rows,
             "features": FEATURES,
             "row_group_rows": ROW_GROUP,
@@ -172,9 +181,6 @@ def main() -> None:
             "epochs": args.epochs,
             "parquet_gb": size_gb,
             "parquet_path": str(path),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
             "write_seconds": write_seconds,
             "teacher_train_seconds": teacher_seconds,
             "fit_seconds": fit_seconds,
@@ -182,33 +188,11 @@ def main() -> None:
             "teacher_cache": distiller.teacher_cache_,
             "peak_rss_gb_after_imports": rss_after_imports,
         },
-        "rows": [
-            {
-                "model": "lightgbm-100trees (trained on 200k rows)",
-                "role": "teacher",
-                "metrics": {"roc_auc": teacher_auc},
-            },
-            {
-                "model": f"TabularStudent 64-32, streamed, {args.epochs} epoch(s), batch {distiller.batch_size_}",
-                "role": "distilled",
-                "metrics": {
-                    "roc_auc": student_auc,
-                    "samples_per_s": args.rows * args.epochs / train_seconds,
-                    "peak_rss_gb": peak,
-                },
-            },
-        ],
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "streaming-cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    s = result["setup"]
+    )
     md = [
         f"# Streaming distillation ({result['device']})",
         "",
-        f"`{result['command']}` on {result['date']}, {s['torch_threads']} torch thread(s), load "
-        f"average {s['load_average_before']} before and {s['load_average_after']} after (shared "
-        "machine, so one epoch only).",
+        provenance_line(result) + " (A shared machine, so one epoch only.)",
         "",
         f"{args.rows:,} rows x {FEATURES} float32 features + a binary label, {size_gb:.2f} GB of "
         f"parquet in row groups of {ROW_GROUP:,} rows (in /tmp, not in the repository); buffers of "
@@ -225,14 +209,15 @@ def main() -> None:
         "|---|---:|---:|---:|",
         f"| teacher: LightGBM 100 trees | {teacher_auc:.4f} | | |",
         f"| student: TabularStudent 64-32, streamed | {student_auc:.4f} | "
-        f"{result['rows'][1]['metrics']['samples_per_s']:,.0f} | {peak:.2f} |",
+        f"{json_rows[1]['metrics']['samples_per_s']:,.0f} | {peak:.2f} |",
         "",
         f"Peak RSS is the whole process's high-water mark (`resource.getrusage`), "
         f"{rss_after_imports:.2f} GB of which was reached by the imports alone; the target is "
         "24 GiB.",
     ]
-    (out / "streaming-cpu.md").write_text("\n".join(md) + "\n")
+    Path(args.out, "streaming-cpu.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+    return result
 
 
 if __name__ == "__main__":

@@ -56,9 +56,19 @@ def test_quick_run_writes_json_markdown_and_plot(tmp_path):
     assert result["teacher_search"] and result["distillation_sweep"]
     assert result["chosen_teacher"] in {r["teacher"] for r in result["teacher_search"]}
     assert all("met" in t for t in result["targets"])
+    # provenance (benchmarks/_results.py) and the rows chosen on validation
+    for key in ("git_commit", "argv", "environment", "load_average", "wall_seconds"):
+        assert key in result, key
+    assert result["argv"][0] == "benchmarks/fraud_handbook.py" and "--quick" in result["argv"]
+    chosen = [row for row in rows if row["chosen"]]
+    assert sorted(row["role"] for row in chosen) == ["baseline", "distilled", "teacher"]
+    for row in rows:
+        if row["role"] in ("teacher", "baseline", "distilled"):
+            ap = row["validation"]["average_precision"]
+            assert len(ap) == 2 and 0.0 <= ap[0] <= 1.0
 
     markdown = (tmp_path / "fraud_handbook.md").read_text()
-    assert "| model | role | ROC AUC | AP | CP@100 |" in markdown
+    assert "| model | role | chosen | validation AP | ROC AUC | AP | CP@100 |" in markdown
     assert "Teacher search" in markdown and "Distillation sweep" in markdown
     png = (tmp_path / "fraud_handbook.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -31,5 +31,9 @@ def test_mnist_hinton_quick(tmp_path) -> None:
         assert "errors" in row["metrics"] and "accuracy" in row["metrics"]
     teachers = [r for r in payload["rows"] if r["role"] == "teacher"]
     assert all(r["metrics"]["accuracy"] > 0.5 for r in teachers[:1])
+    for key in ("git_commit", "git_dirty", "argv", "environment", "load_average"):
+        assert key in payload, key
+    assert payload["argv"] == ["benchmarks/mnist_hinton.py", "--quick", "--out", str(tmp_path)]
+    assert all(isinstance(r["chosen"], bool) for r in payload["rows"] if "chosen" in r)
     assert (tmp_path / "mnist_hinton.md").read_text().startswith("# Hinton et al.")
     assert (tmp_path / "mnist_hinton.png").stat().st_size > 1000

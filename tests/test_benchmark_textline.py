@@ -52,6 +52,15 @@ def test_textline_ctc_quick(tmp_path, shared_data) -> None:
         assert [f["fold"] for f in row["per_fold"]] == [0, 1]
         assert all(f["restarts"] >= 0 and f["epochs_run"] >= 1 for f in row["per_fold"])
     assert len(payload["targets"]) == 3
+    # fresh folds by default (the recipe was developed on fold seed 0), choices on validation
+    assert payload["settings"]["fold_seed"] == 1
+    assert payload["argv"][0] == "benchmarks/textline_ctc.py" and payload["git_commit"]
+    for row in rows:
+        assert 0.0 <= row["validation"]["sequence_accuracy"][0] <= 1.0 + 1e-9
+    chosen = [row for row in rows if row["chosen"]]
+    assert sorted(row["role"] for row in chosen) == ["baseline"] * 2 + ["distilled"] * 2 + [
+        "teacher"
+    ]
     assert all(isinstance(t["met"], bool) for t in payload["targets"])
     md = (tmp_path / "textline_ctc.md").read_text()
     assert md.startswith("# Text-line OCR with CTC") and "| model | role |" in md

@@ -87,8 +87,12 @@ def test_fit_with_an_unfitted_teacher_fits_a_copy(data):
 def test_fitted_teacher_is_used_as_is_and_crosskd_teacher_too(data):
     X, y = data
     model = LogisticRegression().fit(X, y)
+    coef = model.coef_.copy()
     clf = fast(teacher=model).fit(X, y)
-    assert clf.teacher_.model is model or getattr(clf.teacher_, "_model", model) is model
+    # wrapped as it is: the very object, not a copy, and not refitted
+    assert isinstance(clf.teacher_, crosskd.SklearnTeacher)
+    assert clf.teacher_.model is model
+    np.testing.assert_array_equal(model.coef_, coef)
     wrapped = crosskd.SklearnTeacher(model)
     assert fast(teacher=wrapped).fit(X, y).teacher_ is wrapped
     with pytest.raises(ConfigError, match="fit_teacher=True"):

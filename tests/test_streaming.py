@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from crosskd import Distiller, LightGBMTeacher, ParquetStream, TabularStudent
 from crosskd.exceptions import ConfigError, DataError
@@ -80,7 +81,7 @@ def test_stream_uses_every_row_once_per_epoch(tmp_path):
     student = TabularStudent(hidden=(16,))
     seen = []
     student.register_forward_pre_hook(
-        lambda module, args: seen.append(args[0].shape[0]) if module.training else None
+        lambda module, args: seen.append(args[0].detach().clone()) if module.training else None
     )
     d = Distiller(
         _teacher(frame), student, epochs=2, batch_size=128, progress=False, device="cpu"
@@ -88,7 +89,19 @@ def test_stream_uses_every_row_once_per_epoch(tmp_path):
     assert d.n_train_rows_ == 1000 and d.n_transfer_rows_ == 0
     # 1000 rows in batches of 128: 7 full batches and one of 104, per epoch (buffers of 300 rows
     # carry their remainders over).
-    assert seen == ([128] * 7 + [104]) * 2
+    assert [len(batch) for batch in seen] == ([128] * 7 + [104]) * 2
+
+    # Row identities: the rows fed in each epoch are exactly the table's rows, each once (the
+    # encoded numeric columns identify a row: "amount" is continuous, so all 1000 differ).
+    def rows(tensor):
+        return sorted(map(tuple, np.round(tensor.numpy().astype(np.float64), 5).tolist()))
+
+    expected = rows(d.student_.encode(frame.drop(columns="label"))[0])
+    assert len(set(expected)) == 1000
+    epochs = [torch.cat(seen[:8]), torch.cat(seen[8:])]
+    for fed in epochs:
+        assert rows(fed) == expected
+    assert not torch.equal(epochs[0], epochs[1])  # shuffled differently in each epoch
     assert np.isfinite(d.history_[0]["train_loss"])
 
 
