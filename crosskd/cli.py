@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the data generator (default 0)")
     demo.add_argument("--device", default="cpu", help="device of the students (default cpu)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "--threads", type=_int_or_auto, default="auto", metavar="N",
+        help="CPU threads of torch and LightGBM (default auto: no more than the idle cores, one "
+        "for small models)",
+    )  # fmt: skip
 
     distill = sub.add_parser(
         "distill",
@@ -341,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_seed=args.seed,
                 device=args.device,
                 progress=not args.quiet,
+                threads=args.threads,
             )
         elif args.command == "distill":
             _distill(args)

@@ -85,7 +85,12 @@ def fit_lightgbm(
     settings = {**DEFAULT_PARAMS, **(params or {})}
     settings.setdefault("random_state", seed)
     settings.setdefault("verbose", -1)
-    settings.setdefault("n_jobs", -1)
+    if settings.get("n_jobs", -1) in (-1, None, "auto"):
+        from .._threads import choose_threads
+
+        # all cores is LightGBM's default; on a machine busy with other work that makes its
+        # threads wait on each other: take the idle cores only
+        settings["n_jobs"] = choose_threads("auto")
     model = lgb.LGBMClassifier(**settings)
     fit_kwargs: dict[str, Any] = {}
     if eval_set is not None:

@@ -195,8 +195,13 @@ class LightGBMTeacher(Teacher):
 
     def _logits(self, X: Any) -> torch.Tensor:
         X = self._prepare(X)
+        from .._threads import choose_threads
+
+        # Small batches on one thread (LightGBM's pool costs more than it saves); large ones on
+        # the idle cores, never all cores of a busy machine.
+        threads = 1 if len(X) < 20_000 else choose_threads("auto", window=0.0)
         try:
-            raw = self.booster.predict(X, raw_score=True)
+            raw = self.booster.predict(X, raw_score=True, num_threads=threads)
         except ValueError as err:
             raise DataError(f"LightGBM could not score the rows: {err}") from None
         raw = np.asarray(raw, dtype=np.float64)
