@@ -136,8 +136,8 @@ def _add_setting(group: Any, key: str) -> None:
             help=f"{off} ({where}default: done)",
         )  # fmt: skip
         return
-    if key == "quiet":
-        group.add_argument("--quiet", action="store_true", default=None, help=text)
+    if key in ("quiet", "skip_unreadable"):
+        group.add_argument(setting.flag, dest=key, action="store_true", default=None, help=text)
         return
     kwargs: dict[str, Any] = {"metavar": _METAVAR.get(key, key.split("_")[-1].upper())}
     if key in _INT:

@@ -400,6 +400,14 @@ SETTINGS: dict[str, Setting] = {
             _share_or_count,
         ),
         _S(
+            "skip_unreadable",
+            "true or false",
+            "leave out image files that cannot be read (listed in a warning) instead of stopping "
+            "with the list of them",
+            {"image": False, "textline": False},
+            _bool,
+        ),
+        _S(
             "augment",
             "true or false",
             "augment training batches: random shifts (images), affine jitter, blur and noise "

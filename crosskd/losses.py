@@ -339,6 +339,7 @@ def ctc_loss(
     target_lengths: torch.Tensor,
     blank: int = 0,
     sample_weight: torch.Tensor | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
     """CTC loss of frame logits against label sequences, in float32.
 
@@ -355,6 +356,9 @@ def ctc_loss(
         target_lengths: ``(batch,)`` label lengths (0 allowed: the all-blank target).
         blank: class index of the blank.
         sample_weight: optional ``(batch,)`` weights (0 leaves a sequence out, e.g. unlabelled).
+        check: check the targets (the checks read values back from the device). A training loop
+            whose targets were checked once before training passes False (padded 2-D targets
+            then go to PyTorch as they are: no host synchronisation per step).
 
     Returns:
         A float32 scalar.
@@ -363,6 +367,18 @@ def ctc_loss(
         DataError: wrong shapes, a target holding the blank index or an index >= num_classes, or a
             target longer than the frames.
     """
+    if not check and torch.is_tensor(targets) and targets.ndim == 2:
+        frames = logits.shape[1]
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
+        lengths = target_lengths.to(device=logits.device, dtype=torch.long)
+        input_lengths = torch.full(
+            (logits.shape[0],), frames, dtype=torch.long, device=logits.device
+        )
+        per_seq = F.ctc_loss(
+            log_probs, targets, input_lengths, lengths, blank=blank, reduction="none",
+            zero_infinity=True,
+        ) / lengths.clamp_min(1).float()  # fmt: skip
+        return _reduce(per_seq, sample_weight)
     _check_sequence_logits(logits, "logits")
     batch, frames, num_classes = logits.shape
     lengths = torch.as_tensor(target_lengths, dtype=torch.long, device=logits.device).reshape(-1)

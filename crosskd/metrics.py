@@ -443,6 +443,45 @@ def top_k_agreement(score_a: Any, score_b: Any, k: int) -> float:
 __all__ += ["edit_distance", "character_error_rate", "sequence_accuracy"]
 
 
+def fidelity(teacher_proba: Any, student_proba: Any) -> dict[str, float]:
+    """How closely a student follows its teacher; needs no labels.
+
+    Args:
+        teacher_proba, student_proba: ``(n, classes)`` class probabilities of the same rows.
+
+    Returns:
+        ``prediction_agreement`` (share of rows with the same most probable class) and, for two
+        classes, rank agreement on the positive class (share agreement says little on imbalanced
+        data): ``spearman``, ``top1_overlap`` and ``top5_overlap`` (overlap of the two top 1 % / 5
+        % sets), ``top1_rows``, and ``teacher_top1_in_student_top5`` (the share of the teacher's
+        most confident 1 % that the student keeps in its top 5 %).
+    """
+    t, s = _proba_2d(teacher_proba), _proba_2d(student_proba)
+    if t.shape != s.shape:
+        raise DataError(
+            f"teacher_proba has shape {t.shape} but student_proba {s.shape}; give both models' "
+            "probabilities of the same rows."
+        )
+    result: dict[str, float] = {
+        "prediction_agreement": float(np.mean(t.argmax(1) == s.argmax(1))) if len(t) else 0.0
+    }
+    if t.shape[1] == 2 and len(t) >= 2:
+        a, b = t[:, 1], s[:, 1]
+        k1, k5 = max(1, round(0.01 * len(a))), max(1, round(0.05 * len(a)))
+        top_t1 = np.argsort(-a, kind="stable")[:k1]
+        top_s5 = np.argsort(-b, kind="stable")[:k5]
+        result.update(
+            {
+                "spearman": rank_agreement(a, b),
+                "top1_overlap": top_k_agreement(a, b, k1),
+                "top5_overlap": top_k_agreement(a, b, k5),
+                "top1_rows": int(k1),
+                "teacher_top1_in_student_top5": float(len(np.intersect1d(top_t1, top_s5)) / k1),
+            }
+        )
+    return result
+
+
 def edit_distance(a: Any, b: Any) -> int:
     """Levenshtein distance (insertions, deletions, substitutions, each costing 1) between two
     sequences (strings are compared character by character)."""

@@ -444,31 +444,12 @@ def _main_metric(task: str) -> tuple[str, bool]:
 
 def _agreement(task: str, teacher_out: Any, other_out: Any) -> dict[str, Any]:
     """How closely a student follows the teacher on the test rows."""
-    from .metrics import rank_agreement, top_k_agreement
+    from .metrics import fidelity
 
     if task == "sequence":
         same = [a == b for a, b in zip(teacher_out, other_out, strict=True)]
         return {"prediction_agreement": float(np.mean(same)) if same else float("nan")}
-    t, s = np.asarray(teacher_out), np.asarray(other_out)
-    result: dict[str, Any] = {
-        "prediction_agreement": float(np.mean(t.argmax(1) == s.argmax(1))) if len(t) else 0.0
-    }
-    if task == "binary" and len(t) >= 2:
-        a, b = t[:, 1], s[:, 1]
-        n = len(a)
-        k1, k5 = max(1, round(0.01 * n)), max(1, round(0.05 * n))
-        top_t1 = np.argsort(-a, kind="stable")[:k1]
-        top_s5 = np.argsort(-b, kind="stable")[:k5]
-        result.update(
-            {
-                "spearman": rank_agreement(a, b),
-                "top1_overlap": top_k_agreement(a, b, k1),
-                "top5_overlap": top_k_agreement(a, b, k5),
-                "top1_rows": int(k1),
-                "teacher_top1_in_student_top5": float(len(np.intersect1d(top_t1, top_s5)) / k1),
-            }
-        )
-    return result
+    return fidelity(np.asarray(teacher_out), np.asarray(other_out))
 
 
 #: settings a trainer resolves from "auto" (or searches), as fitted attributes.

@@ -1122,12 +1122,54 @@ class Distiller:
         proba = self.predict_proba(X)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(axis=1)]
 
-    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any = None) -> dict[str, float]:
         """Student metrics on labelled rows: ``roc_auc``, ``average_precision``, ``accuracy``,
-        ``log_loss`` for two classes; ``accuracy``, ``log_loss`` otherwise."""
+        ``log_loss`` for two classes; ``accuracy``, ``log_loss`` otherwise.
+
+        Without labels (``y=None``), the student's fidelity to its teacher on ``X``
+        (:func:`crosskd.metrics.fidelity`: prediction agreement, and for two classes rank
+        agreement and the overlap of the top 1 % and 5 %), which needs the teacher.
+        """
         self._check_fitted()
+        if y is None:
+            if self.teacher is None:
+                raise ConfigError(
+                    "evaluate(X) without labels measures fidelity to the teacher, but this "
+                    "Distiller has none (a loaded student keeps no teacher). Pass labels, "
+                    "evaluate(X, y), or set distiller.teacher = your teacher first."
+                )
+            return _metrics.fidelity(self.teacher.predict_proba(X), self.predict_proba(X))
         targets = self._encode_labels(y, num_rows(X), "evaluate").numpy()
         return _metrics.classification_metrics(targets, self.predict_proba(X))
+
+    def __repr__(self) -> str:
+        """``Distiller(teacher=..., student=..., <settings that differ from the defaults>)``, and
+        what ``fit`` chose when fitted."""
+        import inspect
+
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(type(self).__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        parts = [
+            f"teacher={self.teacher!r}",
+            f"student={type(self.student).__name__}",
+            *(
+                f"{name}={getattr(self, name)!r}"
+                for name, default in defaults.items()
+                if not _same(getattr(self, name, default), default)
+            ),
+        ]
+        if hasattr(self, "student_"):
+            chosen = {
+                "epochs": f"{getattr(self, 'best_epoch_', '?')}/{len(getattr(self, 'history_', []))}"
+            }
+            for name in ("temperature_", "alpha_", "batch_size_", "threads_"):
+                if hasattr(self, name):
+                    chosen[name[:-1]] = getattr(self, name)
+            parts.append("fitted: " + ", ".join(f"{k} {v}" for k, v in chosen.items()))
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     # ------------------------------------------------------------------ persistence
 
@@ -1191,6 +1233,13 @@ class Distiller:
         out.history_ = settings.get("history", [])
         out.best_epoch_ = settings.get("best_epoch", len(out.history_))
         return out
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except Exception:  # noqa: BLE001 - arrays and the like: show them
+        return False
 
 
 def _as_label_array(y: Any) -> np.ndarray:

@@ -305,3 +305,23 @@ def test_export_quantize_int8_decides_on_the_run_validation_rows(fraud_run, monk
     measured = json.loads((fraud_run / "q" / "student.int8.json").read_text())
     assert measured["metric"] == "average_precision" and "validation" in json.dumps(measured)
     assert "int8" in printed
+
+
+def test_unreadable_images_are_listed_and_the_flag_named(tmp_path, capsys):
+    """Issue 17 item 10: all bad files in one message that names the CLI flag to skip them."""
+    from PIL import Image
+
+    for label in ("a", "b"):
+        folder = tmp_path / "imgs" / label
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), 40 * i).save(folder / f"{i}.png")
+    (tmp_path / "imgs" / "a" / "bad1.png").write_bytes(b"not an image")
+    (tmp_path / "imgs" / "b" / "bad2.png").write_bytes(b"nor this")
+    argv = ["distill", "--task", "image", "--data", str(tmp_path / "imgs"), "--out",
+            str(tmp_path / "run"), "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad1.png" in err and "bad2.png" in err and "--skip-unreadable" in err
+    parsed = build_parser().parse_args([*argv, "--skip-unreadable"])
+    assert parsed.skip_unreadable is True

@@ -264,3 +264,17 @@ def test_ctc_bag_method_needs_no_frame_alignment():
     assert fitted.history_[-1]["train_kd"] > 0
     with pytest.raises(Exception, match="method must be 'frame' or 'bag'"):
         CTCDistiller(teacher, student, alphabet=alphabet, method="bog").fit(x[:8], y[:8])
+
+
+def test_unchecked_ctc_loss_equals_the_checked_one():
+    from crosskd.losses import ctc_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 12, 6, generator=gen)
+    targets = torch.tensor([[1, 2, 2, 0], [3, 0, 0, 0], [0, 0, 0, 0], [5, 4, 3, 1]])
+    lengths = torch.tensor([3, 1, 0, 4])
+    weight = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    torch.testing.assert_close(
+        ctc_loss(logits, targets, lengths, sample_weight=weight, check=False),
+        ctc_loss(logits, targets, lengths, sample_weight=weight),
+    )

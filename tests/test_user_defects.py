@@ -386,3 +386,28 @@ def test_one_image_without_the_batch_axis_says_how_to_add_it():
                   progress=False, device="cpu").fit(x, y)  # fmt: skip
     with pytest.raises(DataError, match=r"add the batch axis: x\[None\]"):
         d.predict_proba(x[0])
+
+
+def test_distiller_repr_and_evaluate_without_labels():
+    import numpy as np
+    import pytest
+    from toy import LinearTeacher
+
+    from crosskd import MLP, ConfigError, Distiller
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    W = rng.normal(size=(4, 2)) * 2
+    y = (X @ W).argmax(1)
+    d = Distiller(LinearTeacher(W), MLP(4, 2, hidden=(8,)), alpha=0.9, epochs=3, progress=False)
+    text = repr(d)
+    assert "alpha=0.9" in text and "epochs=3" in text and "temperature" not in text
+    d.fit(X, y)
+    assert "fitted: epochs" in repr(d)
+    fid = d.evaluate(X)  # no labels: fidelity to the teacher
+    assert {"prediction_agreement", "spearman", "top1_overlap", "top5_overlap"} <= set(fid)
+    assert 0.5 < fid["prediction_agreement"] <= 1.0
+    loaded = Distiller(None, MLP(4, 2), alpha=0.0)
+    loaded.student_, loaded.classes_ = d.student_, d.classes_
+    with pytest.raises(ConfigError, match="without labels measures fidelity"):
+        loaded.evaluate(X)

@@ -363,7 +363,7 @@ def report_unreadable(
     else:
         what, them = f"{count}: {shown}{more}", "them"
     raise DataError(
-        f"Could not read {what}. Remove or replace {them}{hint}, or pass skip_unreadable=True to "
+        f"Could not read {what}. Remove or replace {them}{hint}, or set `skip_unreadable` to "
         "leave unreadable images out (a warning lists them)."
     )
 

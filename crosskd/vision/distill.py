@@ -199,7 +199,9 @@ class ImageKind(BaseKind):
 
         s = self.s
         size = s["image_size"]
-        x, y, classes = load_images(s["data"], split="train", size=size)
+        x, y, classes = load_images(
+            s["data"], split="train", size=size, skip_unreadable=s["skip_unreadable"]
+        )
         data_path = Path(s["data"])
         is_mnist_dir = data_path.is_dir() and any(
             f.name.startswith("t10k-images-idx3") for f in data_path.iterdir()
@@ -210,7 +212,10 @@ class ImageKind(BaseKind):
         if s["test"] is not None or is_mnist_dir:
             source = s["test"] if s["test"] is not None else s["data"]
             x_test, y_test, test_classes = load_images(
-                source, split="test", size=size or tuple(x.shape[-2:])
+                source,
+                split="test",
+                size=size or tuple(x.shape[-2:]),
+                skip_unreadable=s["skip_unreadable"],
             )
             what = "`test`" if s["test"] is not None else "the t10k files of `data`"
             if x_test.shape[1:] != x.shape[1:]:

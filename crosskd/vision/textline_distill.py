@@ -179,7 +179,11 @@ class TextlineKind(BaseKind):
         from .textlines import load_textlines
 
         s = self.s
-        read = {"height": s["height"], "channels": s["channels"]}
+        read = {
+            "height": s["height"],
+            "channels": s["channels"],
+            "skip_unreadable": s["skip_unreadable"],
+        }
         x, y, files = load_textlines(s["data"], width=s["width"], **read)
         _check_labels(y, files, s["data"])
         result = RunData(x=x, y=list(y))
