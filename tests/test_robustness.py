@@ -465,8 +465,16 @@ def test_cli_bad_data(tmp_path, capsys, case, message):
     [
         (["--device", "cuda"], DeviceError, "no usable CUDA device"),
         (["--device", "gpu"], ConfigError, "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
-        (["--epochs", "0"], ConfigError, "--epochs must be a positive integer, got 0"),
-        (["--batch-size", "0"], ConfigError, "--batch-size must be a positive integer, got 0"),
+        (
+            ["--epochs", "0"],
+            ConfigError,
+            "--epochs must be a positive integer .tables: or auto., got 0",
+        ),
+        (
+            ["--batch-size", "0"],
+            ConfigError,
+            "--batch-size must be a positive integer or auto, got 0",
+        ),
         (["--alpha", "nan"], ConfigError, r"--alpha must be a number in \[0, 1\], got nan"),
         (["--test-size", "1.5"], ConfigError, r"--test-size must be a number in \(0, 1\), got 1.5"),
     ],
