@@ -283,8 +283,31 @@ class TableKind(BaseKind):
                     **{k: v for k, v in seen["nan_counts"].items() if v},
                     **{k: v for k, v in seen["missing_categories"].items() if v},
                 },
-            }
+            },
+            "serving": _serving_latency(fitted, parts.test[0]),
         }
+
+
+def _serving_latency(fitted: Any, X_test: pd.DataFrame, calls: int = 300) -> dict[str, Any]:
+    """p50 microseconds of the fast path (:class:`crosskd.serving.Scorer`) on one test row, as a
+    one-row DataFrame and as a dict (one thread, after a warm-up)."""
+    import time
+
+    from .serving import Scorer
+
+    scorer = Scorer.from_distiller(fitted)
+    frame = X_test.iloc[:1]
+    record = {str(k): v for k, v in frame.iloc[0].to_dict().items()}
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
+    out: dict[str, Any] = {"path": "crosskd.serving.Scorer", "calls": calls}
+    for name, row in (("dataframe_row_p50_us", frame), ("dict_p50_us", record)):
+        times = []
+        for _ in range(calls + 20):
+            started = time.perf_counter()
+            scorer.predict_proba(row)
+            times.append(time.perf_counter() - started)
+        out[name] = float(np.median(times[20:]) * 1e6)
+    return out
 
 
 def distill_table(

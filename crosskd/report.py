@@ -417,6 +417,14 @@ def _summary(
                 "teacher in bytes. Latency: the minimum over repeated calls, all models timed in "
                 "one loop.",
             ]
+    serving = report.get("serving") or {}
+    if serving.get("dataframe_row_p50_us") is not None:
+        lines += [
+            "",
+            f"Serving one transaction through `{serving['path']}` (numpy, no torch): "
+            f"{serving['dataframe_row_p50_us']:.1f} us p50 for a one-row DataFrame, "
+            f"{serving['dict_p50_us']:.1f} us for a dict (`docs/serving.md`).",
+        ]
     lines += _agreement_lines(parts, teacher_p, student_p)
     warnings = report.get("warnings") or []
     if warnings:

@@ -281,6 +281,8 @@ def test_two_string_target_baseline_and_absolute_paths(fraud_run, monkeypatch, c
     summary = (run / "summary.md").read_text()
     assert "| baseline (MLP 32-16) |" in summary and "**Positive class**: `fraud`" in summary
     assert "top 1 % overlap" in summary
+    # issue 16 item 4: the fast path's latency in every table run
+    assert report["serving"]["dataframe_row_p50_us"] > 0 and "us p50" in summary
     # the same run without the baseline, the other class as the positive one
     assert main([*argv[:-5], "--out", "run2", "--epochs", "1", "--quiet", "--no-baseline",
                  "--positive-label", "legit"]) == 0  # fmt: skip
