@@ -35,6 +35,7 @@ from .engine import (
     StreamBatches,
 )
 from .engine.runtime import (
+    check_engine_settings,
     checkpoint_plan,
     read_resume,
     resolve_precision,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["Distiller", "auto_batch_size"]
 
 Inputs = tuple[torch.Tensor, ...]
-TEACHER_MODES = ("auto", "cached", "online")
 #: ``batch_size="auto"``: rows per step on CPU (the measured default, unchanged), and the bounds of
 #: the CUDA choice (a power of two giving at least ``_AUTO_MIN_STEPS`` steps per epoch).
 CPU_BATCH_SIZE = 512
@@ -230,13 +230,7 @@ class Distiller:
         if self.temperature != "auto":
             check_temperature(self.temperature)
         alpha = 0.5 if self.alpha == "auto" else check_alpha(self.alpha)
-        resolve_precision(self.precision, torch.device("cpu"))  # checks the string
-        if self.threads != "auto":
-            choose_threads(self.threads)  # checks the value
-        if self.distributed not in ("auto", True, False):
-            raise ConfigError(
-                f"distributed must be 'auto', True or False, got {self.distributed!r}."
-            )
+        check_engine_settings(self)
         if self.teacher is None and alpha > 0:
             raise ConfigError(
                 f"alpha={self.alpha} weighs a distillation term, but teacher is None. Pass a "
@@ -273,16 +267,6 @@ class Distiller:
             raise ConfigError(
                 f"weight_decay must be a number >= 0, got {self.weight_decay!r}; 0 disables it."
             )
-        every = self.checkpoint_every
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise ConfigError(
-                f"checkpoint_every must be a positive number of epochs, got {every!r}."
-            )
-        if self.checkpoint_dir is not None and Path(self.checkpoint_dir).is_file():
-            raise ConfigError(
-                f"checkpoint_dir {str(self.checkpoint_dir)!r} is a file; pass a folder (it is "
-                "created when missing)."
-            )
         if self.early_stopping not in (None, "auto") and (
             not isinstance(self.early_stopping, (int, np.integer))
             or isinstance(self.early_stopping, bool)
@@ -291,10 +275,6 @@ class Distiller:
             raise ConfigError(
                 "early_stopping must be None, 'auto' or a positive number of epochs, got "
                 f"{self.early_stopping!r}."
-            )
-        if self.teacher_mode not in TEACHER_MODES:
-            raise ConfigError(
-                f"teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}."
             )
         if self.validation_fraction is not None and not (0.0 < self.validation_fraction < 1.0):
             raise ConfigError(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +57,9 @@ def run(
     torch.manual_seed(1)
     student = CRNN("tiny", num_classes=alphabet.num_classes, width=4, hidden=8, height=16)
     if hang_at_step is not None:
-        calls = {"n": 0}
+        from toy import hang_at_step as hang
 
-        def hook(module, args):
-            if module.training:
-                calls["n"] += 1
-                if calls["n"] == hang_at_step:
-                    (out / "hung").write_text(str(calls["n"]))
-                    time.sleep(600)
-
-        student.register_forward_pre_hook(hook)
+        hang(student, out, hang_at_step)
     distiller = CTCDistiller(
         teacher.eval(),
         student,

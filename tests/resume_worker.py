@@ -9,7 +9,6 @@ test imports :func:`run` to train in-process (resumed and uninterrupted) with th
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +44,9 @@ def run(out: Path, model_path: Path, resume: object = True, hang_at_step: int | 
     transfer = X.iloc[N_TRAIN + 80 :]
     student = TabularStudent(hidden=(16, 8), dropout=0.2)
     if hang_at_step is not None:
-        calls = {"n": 0}
+        from toy import hang_at_step as hang
 
-        def hook(module, args):
-            if module.training:
-                calls["n"] += 1
-                if calls["n"] == hang_at_step:
-                    (out / "hung").write_text(str(calls["n"]))
-                    time.sleep(600)
-
-        student.register_forward_pre_hook(hook)
+        hang(student, out, hang_at_step)
     distiller = Distiller(
         LightGBMTeacher(model_path),
         student,

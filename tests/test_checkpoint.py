@@ -11,9 +11,7 @@ import json
 import os
 import signal
 import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import lightgbm as lgb
@@ -21,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import LinearTeacher
+from toy import LinearTeacher, kill_when_hung
 
 from crosskd import Distiller
 from crosskd.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -65,26 +63,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, single
     killed = tmp_path / "killed"
     killed.mkdir()
     hang_at = 2 * worker.STEPS_PER_EPOCH + 4
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "resume_worker.py"), str(killed), str(model),
-         "--hang-at-step", str(hang_at)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while not (killed / "hung").exists():
-            if proc.poll() is not None:
-                pytest.fail(f"the worker exited early:\n{proc.stderr.read()}")
-            if time.monotonic() > deadline:
-                pytest.fail("the worker did not reach the hang point in 120 s")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    argv = [sys.executable, str(HERE / "resume_worker.py"), str(killed), str(model),
+            "--hang-at-step", str(hang_at)]  # fmt: skip
+    assert kill_when_hung(argv, killed, timeout=120) == -signal.SIGKILL
     state = load_checkpoint(killed / "ckpt")
     assert state.epoch == 2 and not state.stopped
     assert len(state.history) == 2

@@ -14,14 +14,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import LinearTeacher
+from toy import LinearTeacher, kill_when_hung
 
 from crosskd import MLP, Distiller
 from crosskd.checkpoint import load_checkpoint
@@ -66,25 +65,9 @@ def test_textline_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_pat
     # plateau check of epoch 2 (a restart, if any, is in the checkpoint too)
     hang_at = 2 * worker.STEPS_PER_EPOCH + 3
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "ctc_worker.py"), str(killed), "--hang-at-step", str(hang_at)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not (killed / "hung").exists():
-            if proc.poll() is not None:
-                pytest.fail(f"the worker exited early:\n{proc.stderr.read()}")
-            if time.monotonic() > deadline:
-                pytest.fail("the worker did not reach the hang point in 180 s")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    argv = [sys.executable, str(HERE / "ctc_worker.py"), str(killed), "--hang-at-step",
+            str(hang_at)]  # fmt: skip
+    assert kill_when_hung(argv, killed, env=env) == -signal.SIGKILL
     state = load_checkpoint(killed / "ckpt")
     assert len(state.history) == 2 and not state.stopped
     assert state.extra["augment"] is not None  # the augmentation's generators are in it

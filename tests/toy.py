@@ -17,3 +17,48 @@ class LinearTeacher(Teacher):
 
     def _logits(self, X):
         return np.asarray(X, dtype=np.float64) @ self.W
+
+
+def hang_at_step(module, out, step: int) -> None:
+    """Make ``module`` write ``out/hung`` and sleep when its ``step``-th training forward starts,
+    so that a test can kill the process at a known point in the middle of an epoch."""
+    import time
+
+    calls = {"n": 0}
+
+    def hook(mod, args):
+        if mod.training:
+            calls["n"] += 1
+            if calls["n"] == step:
+                (out / "hung").write_text(str(calls["n"]))
+                time.sleep(600)
+
+    module.register_forward_pre_hook(hook)
+
+
+def kill_when_hung(argv, folder, timeout: float = 180.0, env=None) -> int:
+    """Run ``argv``, wait until it writes ``folder/hung``, SIGKILL it; returns its exit code."""
+    import signal
+    import subprocess
+    import time
+
+    import pytest
+
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not (folder / "hung").exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the worker exited early:\n{proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker did not reach the hang point in {timeout:.0f} s")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

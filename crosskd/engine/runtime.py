@@ -24,7 +24,38 @@ __all__ = [
     "read_resume",
     "run_identity",
     "checkpoint_plan",
+    "check_engine_settings",
+    "TEACHER_MODES",
 ]
+
+#: ``teacher_mode``: teacher outputs computed once, on every batch, or online only with augment.
+TEACHER_MODES = ("auto", "cached", "online")
+
+
+def check_engine_settings(trainer: Any) -> None:
+    """The settings every facade of the engine has, checked the same way: ``precision``,
+    ``threads``, ``distributed``, ``teacher_mode``, ``checkpoint_dir``, ``checkpoint_every``."""
+    from .._threads import choose_threads
+
+    resolve_precision(trainer.precision, torch.device("cpu"))
+    if trainer.threads != "auto":
+        choose_threads(trainer.threads)
+    if trainer.distributed not in ("auto", True, False):
+        raise ConfigError(
+            f"distributed must be 'auto', True or False, got {trainer.distributed!r}."
+        )
+    if trainer.teacher_mode not in TEACHER_MODES:
+        raise ConfigError(
+            f"teacher_mode must be one of {TEACHER_MODES}, got {trainer.teacher_mode!r}."
+        )
+    every = trainer.checkpoint_every
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ConfigError(f"checkpoint_every must be a positive number of epochs, got {every!r}.")
+    if trainer.checkpoint_dir is not None and Path(trainer.checkpoint_dir).is_file():
+        raise ConfigError(
+            f"checkpoint_dir {str(trainer.checkpoint_dir)!r} is a file; pass a folder (it is "
+            "created when missing)."
+        )
 
 
 def setup_device(

@@ -35,6 +35,7 @@ from ..engine import (
     ProgressBar,
 )
 from ..engine.runtime import (
+    check_engine_settings,
     checkpoint_plan,
     read_resume,
     resolve_precision,
@@ -54,7 +55,6 @@ __all__ = ["CTCDistiller"]
 #: A model whose character error rate is still at least this after ``plateau_epochs`` epochs is
 #: taken to be on the all-blank CTC plateau (it reads almost nothing: blanks, or one character).
 STALL_CER = 0.85
-TEACHER_MODES = ("auto", "cached", "online")
 #: ``batch_size="auto"``: lines per step on CPU, and the largest on CUDA.
 CPU_BATCH_SIZE = 32
 CUDA_MAX_BATCH_SIZE = 256
@@ -280,19 +280,7 @@ class CTCDistiller:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}.")
         if self.grad_clip is not None:
             _positive(self.grad_clip, "grad_clip", float)
-        _positive(self.checkpoint_every, "checkpoint_every")
-        if self.teacher_mode not in TEACHER_MODES:
-            raise ConfigError(
-                f"teacher_mode must be one of {TEACHER_MODES}, got {self.teacher_mode!r}."
-            )
-        if self.checkpoint_dir is not None and Path(self.checkpoint_dir).is_file():
-            raise ConfigError(
-                f"checkpoint_dir {str(self.checkpoint_dir)!r} is a file; pass a folder (it is "
-                "created when missing)."
-            )
-        resolve_precision(self.precision, torch.device("cpu"))  # checks the string
-        if self.threads != "auto":
-            choose_threads(self.threads)  # checks the value
+        check_engine_settings(self)
 
     @staticmethod
     def _images(images: Any, name: str) -> torch.Tensor:
