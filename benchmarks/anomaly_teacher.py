@@ -21,19 +21,15 @@ Run (about 2 minutes on 2 shared CPU cores)::
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/anomaly_teacher.py
 
-Writes ``benchmarks/results/anomaly_teacher.{json,md}``. ``--quick`` runs a tiny version.
+Writes ``benchmarks/results/anomaly_teacher.{json,md}`` through ``benchmarks/_results.py``.
+``--quick`` runs a tiny version (written as ``anomaly_teacher-quick.{json,md}``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
-import subprocess
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +40,10 @@ import torch
 import crosskd
 import crosskd.datasets.fraud as fraud
 import crosskd.metrics as kdm
+from crosskd.profiling import device_description, model_size
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import Results, mean_std, provenance_line  # noqa: E402
 
 BENCHMARK = "anomaly_teacher"
 FEATURES = list(fraud.HANDBOOK_FEATURES)
@@ -55,31 +55,14 @@ def week(frame: pd.DataFrame, start: pd.Timestamp, days: int) -> pd.DataFrame:
     return frame[(when >= start) & (when < start + pd.Timedelta(days=days))]
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None, None
-    return commit or None, bool(dirty)
+def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train the detector, distil it per slope setting and seed, and measure.
 
-
-def mean_std(values: list[float]) -> list[float]:
-    return [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
+    Returns:
+        The rows (the detector, then one student per slope setting) and the ``data`` section.
+    """
     from sklearn.ensemble import IsolationForest
 
-    started = time.perf_counter()
-    load_start = [round(v, 2) for v in os.getloadavg()]
     torch.set_num_threads(args.threads)
     frame = fraud.load_handbook(columns=["TX_DATETIME", "TX_FRAUD", *FEATURES])
     days = 1 if args.quick else 7
@@ -102,8 +85,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "role": "teacher",
             "params": None,
             "bytes": None,
-            "metrics": {"roc_auc": round(kdm.roc_auc(y_test, detector_score), 4)},
+            "metrics": {"roc_auc": kdm.roc_auc(y_test, detector_score)},
             "timing": {},
+            "chosen": True,  # the one detector every student learns from
         }
     ]
     for setting in (1.0, "auto", *args.extra_scales):
@@ -137,57 +121,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     + (f" (fitted {scales[0]:.3g})" if setting == "auto" else "")
                 ),
                 "role": "distilled",
-                "params": crosskd.model_size(distiller.student_).params,
-                "bytes": crosskd.model_size(distiller.student_).bytes,
+                "params": model_size(distiller.student_).params,
+                "bytes": model_size(distiller.student_).bytes,
                 "metrics": {
                     "spearman_vs_detector": mean_std(spearman),
                     "top1pct_overlap_vs_detector": mean_std(top1),
                     "roc_auc": mean_std(auc),
-                    "teacher_p_spread_5_95": round(spread[0], 4),
+                    "teacher_p_spread_5_95": spread[0],
                 },
-                "anomaly_scale": round(scales[0], 4),
+                "anomaly_scale": scales[0],
                 "timing": {},
                 "chosen": setting == "auto",
             }
         )
-    commit, dirty = git_state()
-    return {
-        "benchmark": BENCHMARK,
-        "command": "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/anomaly_teacher.py"
-        + (" --quick" if args.quick else ""),
-        "device": f"cpu: {os.cpu_count()} cores ({platform.processor() or platform.machine()})",
-        "date": _dt.date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "argv": sys.argv,
-        "environment": {
-            "threads": args.threads,
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "torch": torch.__version__.split("+")[0],
-        },
-        "load_average": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "quick": args.quick,
-        "data": {
-            "train": f"{TRAIN_START.date()} + {days} days, {len(X_train)} rows",
-            "held_out": f"{(TRAIN_START + pd.Timedelta(days=days + 7)).date()} + {days} days, "
-            f"{len(X_test)} rows",
-            "top_k": k,
-            "seeds": list(args.seeds),
-            "epochs": args.epochs,
-        },
-        "rows": rows,
+    data = {
+        "train": f"{TRAIN_START.date()} + {days} days, {len(X_train)} rows",
+        "held_out": f"{(TRAIN_START + pd.Timedelta(days=days + 7)).date()} + {days} days, "
+        f"{len(X_test)} rows",
+        "top_k": k,
+        "seeds": list(args.seeds),
+        "epochs": args.epochs,
     }
+    return rows, data
 
 
 def markdown(result: dict[str, Any]) -> str:
+    """The markdown report of a results payload (as written by :meth:`Results.write`)."""
     lines = [
         "# Anomaly teacher: the fitted score-to-logit slope",
         "",
-        f"`{result['command']}` ({result['wall_seconds']:.0f} s, {result['device']}, "
-        f"{result['date']}, commit {str(result['git_commit'])[:12]}"
-        f"{' + local changes' if result['git_dirty'] else ''}).",
+        provenance_line(result),
         "",
         f"IsolationForest trained on {result['data']['train']}; students distilled on the same rows "
         f"(alpha=1, no labels, {result['data']['epochs']} epochs); measured on "
@@ -216,7 +179,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and write its results; returns the JSON payload."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny version (1 day, 3k rows)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -235,13 +199,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.trees, args.extra_scales = args.seeds[:1], 2, 20, []
-    result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    results = Results(BENCHMARK, argv, quick=args.quick)
+    rows, data = run(args)
     name = BENCHMARK + ("-quick" if args.quick else "")
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
-    return result
+    settings = {
+        "seeds": list(args.seeds),
+        "epochs": args.epochs,
+        "trees": args.trees,
+        "hidden": list(args.hidden),
+        "threads": args.threads,
+        "extra_scales": list(args.extra_scales),
+    }
+    payload = results.write(
+        rows, args.out, name=name, device=device_description("cpu"), settings=settings, data=data
+    )
+    text = markdown(payload)
+    (args.out / f"{name}.md").write_text(text)
+    print(text)
+    return payload
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ on the 10,000 MNIST test images.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/serving.py
 
-Writes ``benchmarks/results/serving.json`` and ``serving.md``. Needs lleaves (with llvmlite <
+Writes ``benchmarks/results/serving.json`` and ``serving.md`` (``serving-quick.*`` with
+``--quick``) through ``benchmarks/_results.py``. Needs lleaves (with llvmlite <
 0.44) and treelite + tl2cgen (treelite of the version tl2cgen was built with); a missing one is
 reported and skipped.
 """
@@ -36,12 +37,10 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from datetime import date  # noqa: E402
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -53,17 +52,21 @@ import torch  # noqa: E402
 import crosskd  # noqa: E402
 import crosskd.datasets.fraud as fraud  # noqa: E402
 import crosskd.metrics as kdm  # noqa: E402
-from crosskd.export import export_onnx  # noqa: E402
+from crosskd.export import OnnxExport, export_onnx  # noqa: E402
+from crosskd.profiling import device_description, model_size  # noqa: E402
 from crosskd.quantize import quantize_onnx  # noqa: E402
 from crosskd.serving import Scorer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py, fraud_handbook
+from _results import Results, mean_std, provenance_line  # noqa: E402
 from fraud_handbook import FULL, KEY_COLUMNS, REFERENCE_START  # noqa: E402
 
 BENCHMARK = "serving"
 FEATURES = list(fraud.HANDBOOK_FEATURES)
 TEACHER = "lgb-300x31leaves-4095bins"
 BATCH = 10_000
+#: Serving libraries whose versions the results record (besides the helper's environment).
+SERVING_LIBRARIES = ("onnx", "lleaves", "llvmlite", "treelite", "tl2cgen")
 
 
 def log(message: str) -> None:
@@ -109,10 +112,6 @@ def throughput(
             fn(batch)
             best[name] = min(best[name], time.perf_counter() - start)
     return {name: paths[name][2] / best[name] for name in paths}
-
-
-def mean_std(values: Sequence[float]) -> list[float]:
-    return [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
 
 
 def version(name: str) -> str | None:
@@ -235,7 +234,7 @@ def run_fraud(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict,
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    info = crosskd.export.OnnxExport.from_file(onnx_path)
+    info = OnnxExport.from_file(onnx_path)
     sessions = {
         "fp32": ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     }
@@ -418,8 +417,8 @@ def run_fraud(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict,
     log(f"batch {BATCH:,} timed in {time.perf_counter() - started:.0f} s")
 
     # --- rows
-    size = crosskd.model_size(booster)
-    student_size = crosskd.model_size(student)
+    size = model_size(booster)
+    student_size = model_size(student)
     quality_of = {
         "teacher: LightGBM Booster.predict (numpy row)": "lightgbm",
         "teacher: lleaves, LLVM-compiled (numpy row)": "lleaves",
@@ -453,10 +452,10 @@ def run_fraud(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict,
                 or (size.bytes if teacher_row else Path(bundle).stat().st_size),
                 "metrics": quality[key],
                 "timing": {
-                    "p50_us_batch1": round(p50, 2),
-                    "p99_us_batch1": round(p99, 2),
-                    "rows_per_s_batch1": round(1e6 / p50, 1),
-                    "rows_per_s_batch10000": round(rps[name], 1) if name in rps else None,
+                    "p50_us_batch1": p50,
+                    "p99_us_batch1": p99,
+                    "rows_per_s_batch1": 1e6 / p50,
+                    "rows_per_s_batch10000": rps.get(name),
                 },
                 "chosen": name
                 in (
@@ -470,24 +469,26 @@ def run_fraud(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict,
     fast = "student: crosskd Scorer, numpy row (1, 15)"
     lleaves_name = "teacher: lleaves, LLVM-compiled (numpy row)"
     checks = {
-        "numpy_row_p50_us": round(lat[fast][0], 2),
-        "numpy_row_1d_p50_us": round(lat["student: crosskd Scorer, numpy row (15,)"][0], 2),
-        "lleaves_row_p50_us": round(lat[lleaves_name][0], 2) if lleaves_name in lat else None,
+        "numpy_row_p50_us": lat[fast][0],
+        "numpy_row_1d_p50_us": lat["student: crosskd Scorer, numpy row (15,)"][0],
+        "lleaves_row_p50_us": lat[lleaves_name][0] if lleaves_name in lat else None,
         "numpy_row_at_or_below_lleaves": (
             lat[fast][0] <= lat[lleaves_name][0] if lleaves_name in lat else None
         ),
-        "dict_p50_us": round(lat["student: crosskd Scorer, dict"][0], 2),
-        "dataframe_p50_us": round(lat["student: crosskd Scorer, one-row DataFrame"][0], 2),
+        "dict_p50_us": lat["student: crosskd Scorer, dict"][0],
+        "dataframe_p50_us": lat["student: crosskd Scorer, one-row DataFrame"][0],
         "dict_and_dataframe_within_30_us": (
             lat["student: crosskd Scorer, dict"][0] <= 30
             and lat["student: crosskd Scorer, one-row DataFrame"][0] <= 30
         ),
         "best_compiled_tree": best_tree,
-        "batch10000_ratio_to_best_compiled_tree": round(rps[fast] / rps[best_tree], 2),
+        "batch10000_ratio_to_best_compiled_tree": rps[fast] / rps[best_tree],
         "batch10000_at_least_10x": rps[fast] >= 10 * rps[best_tree],
         "compiled_trees_max_abs_diff_to_lightgbm": diffs,
+        # equal at the 4 decimals the markdown shows (mean and std over the test folds)
         "compiled_trees_equal_lightgbm_ap": {
-            k: quality[k]["average_precision"] == quality["lightgbm"]["average_precision"]
+            k: [round(v, 4) for v in quality[k]["average_precision"]]
+            == [round(v, 4) for v in quality["lightgbm"]["average_precision"]]
             for k in diffs
         },
         "scorer_vs_predict_proba_max_abs_diff": parity,
@@ -636,10 +637,10 @@ def run_ocr(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict, l
         seconds = time.perf_counter() - start
         acc = float(np.mean(probs.argmax(1) == y_test))
         if isinstance(what, torch.nn.Module):
-            size = crosskd.model_size(what)
+            size = model_size(what)
             params, nbytes = size.params, size.bytes
         else:
-            params = crosskd.model_size(student).params
+            params = model_size(student).params
             nbytes = (onnx_path if what == "fp32" else int8.path).stat().st_size
         rows.append(
             {
@@ -647,12 +648,12 @@ def run_ocr(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict, l
                 "role": role,
                 "params": params,
                 "bytes": nbytes,
-                "metrics": {"accuracy": round(acc, 4)},
+                "metrics": {"accuracy": acc},
                 "timing": {
-                    "p50_us_batch1": round(lat[name][0], 1),
-                    "p99_us_batch1": round(lat[name][1], 1),
-                    "rows_per_s_batch1": round(1e6 / lat[name][0], 1),
-                    "rows_per_s_batch10000": round(len(X_test) / seconds, 1),
+                    "p50_us_batch1": lat[name][0],
+                    "p99_us_batch1": lat[name][1],
+                    "rows_per_s_batch1": 1e6 / lat[name][0],
+                    "rows_per_s_batch10000": len(X_test) / seconds,
                 },
                 "chosen": name
                 in (
@@ -676,35 +677,17 @@ def run_ocr(args: argparse.Namespace, folder: Path) -> tuple[list[dict], dict, l
 # ----------------------------------------------------------------------------- report
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-        return commit, dirty
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
-
-
 def markdown(result: dict) -> str:
-    env = result["environment"]
+    """The markdown report of a results payload (as written by :meth:`Results.write`)."""
+    env, libs = result["environment"], result["libraries"]
     lines = [
         f"# Serving side by side ({result['device']})",
         "",
-        f"`{result['command']}` on {result['date']} (commit {str(result['git_commit'])[:10]}), "
-        f"one thread for every path (numpy BLAS, torch, onnxruntime, LightGBM, lleaves, tl2cgen), "
-        f"load average {result['load_average']['start']} before and "
-        f"{result['load_average']['end']} after, {result['wall_seconds']:.0f} s in all. "
-        f"lleaves {env.get('lleaves')} (llvmlite {env.get('llvmlite')}), treelite "
-        f"{env.get('treelite')} + tl2cgen {env.get('tl2cgen')}, onnxruntime "
+        provenance_line(result),
+        "",
+        "One thread for every path (numpy BLAS, torch, onnxruntime, LightGBM, lleaves, tl2cgen). "
+        f"lleaves {libs.get('lleaves')} (llvmlite {libs.get('llvmlite')}), treelite "
+        f"{libs.get('treelite')} + tl2cgen {libs.get('tl2cgen')}, onnxruntime "
         f"{env.get('onnxruntime')}, numpy {env.get('numpy')}, torch {env.get('torch')}.",
         "",
         "Batch 1: p50 / p99 of one call over the same 1,000 test rows (1,000 calls per path, the "
@@ -759,7 +742,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and write its results; returns the JSON payload."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--calls", type=int, default=1000, help="batch-1 calls per fraud path")
@@ -770,64 +754,40 @@ def main() -> None:
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tiny version (30 trees, ...)")
     parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
+    results = Results(BENCHMARK, argv, quick=args.quick)
     torch.set_num_threads(1)
-    wall = time.perf_counter()
-    load_start = [round(v, 2) for v in os.getloadavg()]
-    commit, dirty = git_state()
     rows: list[dict] = []
     notes: list[str] = []
-    result: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         fraud_rows, fraud_extra, fraud_notes = run_fraud(args, Path(tmp))
         rows += fraud_rows
         notes += fraud_notes
-        result["fraud"] = fraud_extra
+        sections["fraud"] = fraud_extra
         if not args.no_ocr:
             ocr_rows, ocr_extra, ocr_notes = run_ocr(args, Path(tmp))
             rows += ocr_rows
             notes += ocr_notes
-            result["ocr"] = ocr_extra
-    env = {"threads": 1, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
-    for name in (
-        "numpy",
-        "pandas",
-        "torch",
-        "lightgbm",
-        "onnxruntime",
-        "onnx",
-        "lleaves",
-        "llvmlite",
-        "treelite",
-        "tl2cgen",
-        "timm",
-    ):
-        env[name] = version(name)
-    out = {
-        "benchmark": BENCHMARK,
-        "command": "python " + " ".join(sys.argv),
-        "device": crosskd.device_description("cpu"),
-        "date": date.today().isoformat(),
-        "crosskd_version": crosskd.__version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "argv": sys.argv,
-        "environment": env,
-        "load_average": {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]},
-        "wall_seconds": round(time.perf_counter() - wall, 1),
-        "quick": bool(args.quick),
-        "rows": rows,
-        **result,
-        "notes": notes,
-    }
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
+            sections["ocr"] = ocr_extra
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
     stem = BENCHMARK + ("-quick" if args.quick else "")
-    (folder / f"{stem}.json").write_text(json.dumps(out, indent=2) + "\n")
-    (folder / f"{stem}.md").write_text(markdown(out))
-    log(f"wrote {folder / stem}.json and .md in {out['wall_seconds']:.0f} s")
-    print(json.dumps(out["fraud"]["checks"], indent=2))
+    payload = results.write(
+        rows,
+        args.out,
+        name=stem,
+        device=device_description("cpu"),
+        settings=settings,
+        libraries={name: version(name) for name in SERVING_LIBRARIES},
+        **sections,
+        notes=notes,
+    )
+    folder = Path(args.out)
+    (folder / f"{stem}.md").write_text(markdown(payload))
+    log(f"wrote {folder / stem}.json and .md in {payload['wall_seconds']:.0f} s")
+    print(json.dumps(payload["fraud"]["checks"], indent=2))
+    return payload
 
 
 if __name__ == "__main__":

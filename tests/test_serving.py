@@ -311,11 +311,6 @@ def test_serving_module_imports_neither_torch_nor_pandas(numeric):
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="crosskd/__init__.py still imports torch and pandas eagerly (the lead is making it "
-    "lazy); crosskd/serving.py itself imports neither (see the test above)",
-)
 def test_import_crosskd_serving_is_light(numeric):
     frame, _, path = numeric
     row = {c: float(frame[c].iloc[5]) for c in frame.columns}
@@ -509,10 +504,16 @@ def test_serving_benchmark_quick_writes_the_json_form(tmp_path):
         "environment",
         "load_average",
         "wall_seconds",
+        "machine",
+        "git_dirty",
+        "crosskd_version",
+        "settings",
+        "libraries",
         "rows",
     ):
         assert key in result
     assert result["quick"] is True and result["benchmark"] == "serving"
+    assert result["argv"][:2] == ["benchmarks/serving.py", "--quick"]
     names = [row["model"] for row in result["rows"]]
     assert any("Scorer, dict" in n for n in names) and any("Booster" in n for n in names)
     assert sum(row["chosen"] for row in result["rows"]) == 2
