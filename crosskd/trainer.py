@@ -35,8 +35,11 @@ from .engine import (
     StreamBatches,
 )
 from .engine.runtime import (
+    auto_epochs,
+    auto_patience,
     check_engine_settings,
     checkpoint_plan,
+    plateau_patience,
     read_resume,
     resolve_precision,
     run_identity,
@@ -65,10 +68,6 @@ Inputs = tuple[torch.Tensor, ...]
 CPU_BATCH_SIZE = 512
 CPU_MIN_BATCH_SIZE = 16
 _AUTO_MIN_CPU_STEPS = 32
-#: ``epochs="auto"``: the budget in optimiser steps, and its bounds in epochs.
-AUTO_MIN_STEPS = 10000
-AUTO_MIN_EPOCHS = 20
-AUTO_MAX_EPOCHS = 300
 CUDA_MAX_BATCH_SIZE = 16384
 _AUTO_MIN_STEPS = 64
 
@@ -1003,7 +1002,7 @@ class Distiller:
         callbacks: list[Callback] = [stopper]
         if self.schedule_ == "plateau" and val is not None:
             patience = (
-                max(3, self.epochs_ // 30)
+                plateau_patience(self.epochs_)
                 if self.early_stopping == "auto"
                 else (self.early_stopping or auto_patience(self.epochs_))
             )
@@ -1326,16 +1325,3 @@ def auto_batch_size(device: torch.device | str, n_rows: int) -> int:
         return int(min(CPU_BATCH_SIZE, max(CPU_MIN_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
     fit = max(1, n_rows // _AUTO_MIN_STEPS)
     return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
-
-
-def auto_epochs(steps_per_epoch: int) -> int:
-    """The ``epochs="auto"`` budget: enough epochs for :data:`AUTO_MIN_STEPS` optimiser steps, at
-    least :data:`AUTO_MIN_EPOCHS` and at most :data:`AUTO_MAX_EPOCHS` (early stopping on the
-    validation rows usually ends the run before)."""
-    wanted = math.ceil(AUTO_MIN_STEPS / max(1, steps_per_epoch))
-    return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, wanted)))
-
-
-def auto_patience(epochs: int) -> int:
-    """``early_stopping="auto"``: a tenth of the epoch budget, at least 5 epochs."""
-    return max(5, epochs // 10)

@@ -261,3 +261,16 @@ def test_unchecked_ctc_loss_equals_the_checked_one():
         ctc_loss(logits, targets, lengths, sample_weight=weight, check=False),
         ctc_loss(logits, targets, lengths, sample_weight=weight),
     )
+
+
+def test_ctc_epochs_auto_uses_the_plateau_schedule():
+    x, y, alphabet = _lines()
+    torch.manual_seed(0)
+    student = CRNN("tiny", num_classes=alphabet.num_classes, width=4, hidden=8, height=16)
+    fitted = CTCDistiller(None, student, alphabet=alphabet, alpha=0.0, epochs="auto",
+                          batch_size=16, device="cpu", progress=False, threads=1,
+                          plateau_restarts=0).fit(x[:32], y[:32], eval_set=(x[32:], y[32:]))  # fmt: skip
+    assert fitted.schedule_ == "plateau" and fitted.epochs_ == 300  # 2 steps an epoch: capped
+    assert len(fitted.history_) < fitted.epochs_  # the plateau callback ended the run
+    lrs = [h["lr"] for h in fitted.history_]
+    assert min(lrs) < max(lrs)  # the rate was cut when the validation CER stalled

@@ -3,6 +3,7 @@ the checkpoint to resume from, and the identity of a run that a checkpoint must 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,36 @@ __all__ = [
     "run_identity",
     "checkpoint_plan",
     "check_engine_settings",
+    "auto_epochs",
+    "auto_patience",
+    "plateau_patience",
     "TEACHER_MODES",
 ]
+
+#: ``epochs="auto"``: the budget in optimiser steps, and its bounds in epochs.
+AUTO_MIN_STEPS = 10000
+AUTO_MIN_EPOCHS = 20
+AUTO_MAX_EPOCHS = 300
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """The ``epochs="auto"`` budget: enough epochs for :data:`AUTO_MIN_STEPS` optimiser steps, at
+    least :data:`AUTO_MIN_EPOCHS` and at most :data:`AUTO_MAX_EPOCHS` (early stopping on the
+    validation rows usually ends the run before)."""
+    wanted = math.ceil(AUTO_MIN_STEPS / max(1, steps_per_epoch))
+    return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, wanted)))
+
+
+def auto_patience(epochs: int) -> int:
+    """``early_stopping="auto"``: a tenth of the epoch budget, at least 5 epochs."""
+    return max(5, epochs // 10)
+
+
+def plateau_patience(epochs: int) -> int:
+    """``early_stopping="auto"`` with the plateau schedule: a thirtieth of the budget, at least 3
+    epochs without improvement before each cut of the learning rate."""
+    return max(3, epochs // 30)
+
 
 #: ``teacher_mode``: teacher outputs computed once, on every batch, or online only with augment.
 TEACHER_MODES = ("auto", "cached", "online")

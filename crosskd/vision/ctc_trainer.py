@@ -12,6 +12,7 @@ The teacher's outputs are cached once when the images are not augmented, and com
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,10 +34,13 @@ from ..engine import (
     MemoryBatches,
     PlateauRestart,
     ProgressBar,
+    ReduceOnPlateau,
 )
 from ..engine.runtime import (
+    auto_epochs,
     check_engine_settings,
     checkpoint_plan,
+    plateau_patience,
     read_resume,
     resolve_precision,
     run_identity,
@@ -117,7 +121,8 @@ class CTCDistiller:
         method: the frame term: ``"frame"`` (frame-wise KL, blank-aware with ``blank_threshold``)
             or ``"bag"`` (blank-masked, time-averaged KL: the line as a bag of characters; teacher
             and student may have different frame counts).
-        epochs: passes over the training lines.
+        epochs: passes over the training lines (per attempt), or ``"auto"``: enough for 10,000
+            optimiser steps, 20 to 300 epochs, with the plateau schedule (``epochs_``).
         batch_size: lines per step (per process under ``torchrun``), or ``"auto"``: 32 on CPU; on
             CUDA the largest power of two in [32, 256] giving at least 32 steps per epoch.
         lr: peak learning rate of AdamW.
@@ -158,6 +163,10 @@ class CTCDistiller:
             unchanged); True: it trains ``student`` itself.
         threads: torch threads on CPU, or ``"auto"`` (as :class:`crosskd.Distiller`'s); the
             chosen value is ``threads_``.
+        schedule: ``"cosine"`` (warm-up, then cosine decay over ``epochs``), ``"plateau"`` (the
+            rate is cut by 0.3 when the validation CER stalls, training stops after 3 cuts; needs
+            ``eval_set``), or ``"auto"``: plateau when ``epochs="auto"`` and there is an
+            ``eval_set``, else cosine (``schedule_``).
 
     Attributes (after fit):
         student_: the trained student (on ``device_``), alphabet_, history_ (one dict per epoch),
@@ -198,6 +207,7 @@ class CTCDistiller:
         distributed: bool | str = "auto",
         warm_start: bool = False,
         threads: int | str = "auto",
+        schedule: str = "auto",
     ) -> None:
         self.teacher = teacher
         self.student = student
@@ -229,6 +239,7 @@ class CTCDistiller:
         self.distributed = distributed
         self.warm_start = warm_start
         self.threads = threads
+        self.schedule = schedule
 
     # ------------------------------------------------------------------------------- checks
 
@@ -260,7 +271,12 @@ class CTCDistiller:
             raise ConfigError(
                 f"alphabet must be a crosskd.vision.Alphabet or None, got {type(self.alphabet).__name__}."
             )
-        _positive(self.epochs, "epochs")
+        if self.epochs != "auto":
+            _positive(self.epochs, "epochs")
+        if self.schedule not in ("auto", "cosine", "plateau"):
+            raise ConfigError(
+                f"schedule must be 'auto', 'cosine' or 'plateau', got {self.schedule!r}."
+            )
         if self.batch_size != "auto":
             _positive(self.batch_size, "batch_size")
         _positive(self.lr, "lr", float)
@@ -472,14 +488,25 @@ class CTCDistiller:
             patience=self.early_stopping if val is not None else None,
             keep_latest_tie=True,
         )
+        world = self.dist_.world_size if self.dist_ is not None else 1
+        steps = math.ceil(max(1, len(x) // world) / self.batch_size_)
+        self.epochs_ = auto_epochs(steps) if self.epochs == "auto" else int(self.epochs)
+        self.schedule_ = self.schedule
+        if self.schedule == "auto":
+            self.schedule_ = "plateau" if self.epochs == "auto" and val is not None else "cosine"
+        if self.schedule_ == "plateau":
+            stopper.patience = None  # the plateau callback stops the run
         restarter = PlateauRestart(
             stalled,
             int(self.plateau_restarts),
             int(self.plateau_epochs),
-            int(self.epochs),
+            self.epochs_,
             say=(lambda m: print(f"ctc: {m}", file=sys.stderr)) if self.progress and main else None,
         )
         callbacks: list[Callback] = [stopper, restarter]
+        if self.schedule_ == "plateau" and val is not None:
+            patience = self.early_stopping or plateau_patience(self.epochs_)
+            callbacks.append(ReduceOnPlateau("val_cer", False, patience))
 
         def identity() -> dict[str, Any]:
             from ..checkpoint import tensor_fingerprint
@@ -511,13 +538,14 @@ class CTCDistiller:
             augment = _FirstInput(self.augment)
         warmup_epochs = float(self.warmup_epochs)
         engine = Engine(
-            epochs=int(self.epochs),
+            epochs=self.epochs_,
             lr=float(self.lr),
             weight_decay=float(self.weight_decay),
             warmup=lambda steps: round(warmup_epochs * steps),
             warmup_start=0.1,
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
             precision=self.precision_,
+            schedule=self.schedule_,
             device=device,
             ctx=self.dist_,
             seed=self.seed,
@@ -563,6 +591,7 @@ class CTCDistiller:
         "teacher_mode",
         "augment",
         "seed",
+        "schedule",
     )
 
     def _check_student(
