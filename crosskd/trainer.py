@@ -1106,8 +1106,14 @@ class Distiller:
             return self._forward_batched(inputs, device).cpu()
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Student class probabilities, ``(n_samples, num_classes)`` float64, columns in ``classes_`` order."""
-        return torch.softmax(self.predict_logits(X).double(), dim=-1).numpy()
+        """Student class probabilities, ``(n_samples, num_classes)`` float64, columns in ``classes_`` order.
+
+        The softmax runs in numpy: torch's on two threads took 15 ms for 5,000 rows on the busy
+        2-core machine, as long as the rest of the call ten times over.
+        """
+        z = self.predict_logits(X).double().numpy()
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class label of each row."""
