@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import write_text
+from ._device import PRECISIONS
 from .exceptions import ConfigError
 
 __all__ = [
@@ -75,7 +76,6 @@ KINDS = ("table", "image", "textline")
 KIND_NAMES = {"table": "tables", "image": "images", "textline": "text lines"}
 #: Keys holding paths (relative ones are resolved against the config file's folder).
 PATH_KEYS = ("data", "test", "out", "teacher_model")
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
 class _Invalid(Exception):

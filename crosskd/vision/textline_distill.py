@@ -17,6 +17,7 @@ import torch
 from ..config import defaults
 from ..exceptions import BundleError, ConfigError, DataError
 from ..pipeline import BaseKind, Parts, RunData, TeacherResult, check_timm_name
+from ..tasks.ctc import frames_needed
 
 __all__ = ["TEXTLINE_DEFAULTS", "TEXTLINE_AUGMENT", "TextlineKind", "distill_textlines"]
 
@@ -111,11 +112,6 @@ def _load_teacher(path: str | os.PathLike[str], device: str) -> tuple[Any, dict[
     if not isinstance(fitted.student_, CRNN):  # pragma: no cover - checked via the header above
         raise BundleError(f"{str(p)!r} does not hold a CRNN.")
     return fitted, dict(metadata.get("input") or {})
-
-
-def _frames_needed(label: str) -> int:
-    """CTC frames a label needs: one per character and one between repeated characters."""
-    return len(label) + sum(a == b for a, b in zip(label, label[1:], strict=False))
 
 
 def _model_name(cfg: Mapping[str, Any]) -> str:
@@ -230,12 +226,12 @@ class TextlineKind(BaseKind):
         nets = [("student", self.student_model())]
         if self.loaded is None:
             nets.append(("teacher", self._teacher_model()))
-        longest = max(y_train, key=_frames_needed)
+        longest = max(y_train, key=frames_needed)
         for role, net in nets:
             frames = net.output_frames(g["height"], g["width"])
-            if _frames_needed(longest) > frames:
+            if frames_needed(longest) > frames:
                 raise DataError(
-                    f"The training label {longest!r} needs {_frames_needed(longest)} CTC frames "
+                    f"The training label {longest!r} needs {frames_needed(longest)} CTC frames "
                     f"(one per character and one between repeats), but the {role} reads {frames} "
                     f"frames from a line {g['width']} pixels wide (one frame per {net.reduction} "
                     "pixels). Use a larger `width` (null: the widest training line), or a backbone "
