@@ -47,8 +47,6 @@ STALE = {
     "rewrite; the MNIST rerun of issue 14 (CPU hours) pending",
     "textline_ctc.json": "fold seed 0 (the folds the recipe was revised on) and KD mode chosen "
     "on test; the confirmation on --fold-seed 1 (about 50 min) pending",
-    "serving.json": "written before the results helper; rerun pending",
-    "anomaly_teacher.json": "written before the results helper; rerun pending",
 }
 
 # ----------------------------------------------------------------------------- results files
