@@ -47,8 +47,6 @@ STALE = {
     "rewrite; the MNIST rerun of issue 14 (CPU hours) pending",
     "textline_ctc.json": "fold seed 0 (the folds the recipe was revised on) and KD mode chosen "
     "on test; the confirmation on --fold-seed 1 (about 50 min) pending",
-    "serving.json": "written before the results helper; rerun pending",
-    "anomaly_teacher.json": "written before the results helper; rerun pending",
 }
 
 # ----------------------------------------------------------------------------- results files
@@ -104,10 +102,6 @@ DEMO_COLUMNS = {
     "average precision": ("metrics", "average_precision"),
     "CPU ms / 10k rows": ("timing", "ms_per_10k_rows"),
 }
-README_PENDING = (
-    "README.md's demo table predates benchmarks/demo.py's run; the lead replaces it with the "
-    "table of benchmarks/results/demo.md (README.md is not this branch's file)"
-)
 DOC_TABLES = [
     (
         "README.md",
@@ -115,7 +109,7 @@ DOC_TABLES = [
         "demo.json",
         None,
         DEMO_COLUMNS,
-        README_PENDING,
+        None,
     ),
     (
         "docs/fraud.md",
