@@ -363,7 +363,7 @@ def report_unreadable(
     else:
         what, them = f"{count}: {shown}{more}", "them"
     raise DataError(
-        f"Could not read {what}. Remove or replace {them}{hint}, or set `skip_unreadable` to "
+        f"Could not read {what}. Remove or replace {them}{hint}, or set `skip_unreadable` (skip_unreadable=True in Python) to "
         "leave unreadable images out (a warning lists them)."
     )
 
