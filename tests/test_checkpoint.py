@@ -6,7 +6,6 @@ own, and every bad resume input gets a clear error.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import LinearTeacher, kill_when_hung
+from toy import LinearTeacher, kill_when_hung, load_worker
 
 from crosskd import Distiller
 from crosskd.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -29,10 +28,7 @@ HERE = Path(__file__).parent
 
 
 def _worker():
-    spec = importlib.util.spec_from_file_location("resume_worker", HERE / "resume_worker.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_worker("resume_worker")
 
 
 def _equal_state(a: nn.Module, b: nn.Module) -> bool:

@@ -7,7 +7,6 @@ stopping match a single-process run up to float rounding.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from toy import load_worker
 
 from crosskd import Distiller
 from crosskd.exceptions import ConfigError
@@ -25,10 +25,7 @@ HERE = Path(__file__).parent
 
 
 def _worker():
-    spec = importlib.util.spec_from_file_location("ddp_worker", HERE / "ddp_worker.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_worker("ddp_worker")
 
 
 @pytest.mark.skipif(

@@ -7,7 +7,6 @@ and ``fit`` leaves the student passed in untouched.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import LinearTeacher, kill_when_hung
+from toy import LinearTeacher, kill_when_hung, load_worker
 
 from crosskd import MLP, Distiller
 from crosskd.checkpoint import load_checkpoint
@@ -32,10 +31,7 @@ PACKAGE = HERE.parent / "crosskd"
 
 
 def _worker():
-    spec = importlib.util.spec_from_file_location("ctc_worker", HERE / "ctc_worker.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_worker("ctc_worker")
 
 
 def _equal_state(a: nn.Module, b: nn.Module) -> bool:

@@ -62,3 +62,15 @@ def kill_when_hung(argv, folder, timeout: float = 180.0, env=None) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def load_worker(name: str):
+    """The module ``tests/<name>.py`` (a worker script the tests also import)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
