@@ -31,7 +31,10 @@ A data kind is a small class (:class:`Kind`) that only reads data and builds mod
      "settings": {...every setting of the kind...},
      "teacher" | "baseline" | "student": {"model", "file", "trained", "params", "bytes",
          "latency_ms_batch1", "best_epoch", "epochs_run", "metrics": {...},
+         "chosen": {...what the trainer chose for its "auto" settings: epochs, batch_size,
+                    schedule, threads, temperature / alpha (and the search), ...},
          "agreement": {...with the teacher...}},
+     "serving": {...tables: the fast path's p50 (crosskd.serving.Scorer)...},
      "baseline": null when skipped,
      "warnings": [...], "device": ..., "files": {name: path}}
 
