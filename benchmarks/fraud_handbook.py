@@ -102,6 +102,9 @@ class Settings:
     temperatures: tuple[float, ...]
     sweep_alpha: float
     alphas: tuple[float, ...]
+    #: KD methods swept on validation with the temperatures (``Distiller(method=...)``; DIST beat
+    #: Hinton on these folds in benchmarks/methods.py)
+    methods: tuple[str, ...] = ("hinton", "dist")
     munge_p: float = 0.5
     munge_s: float = 10.0
     munge_factor: float = 1.0
@@ -378,12 +381,14 @@ def fit_student(
     alpha: float = 0.0,
     class_weight: str | None = None,
     transfer: pd.DataFrame | None = None,
+    method: str = "hinton",
 ) -> crosskd.Distiller:
     distiller = crosskd.Distiller(
         teacher,
         crosskd.TabularStudent(hidden=tuple(hidden)),
         temperature=temperature,
         alpha=alpha,
+        method=method,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         lr=settings.lr,
@@ -463,21 +468,23 @@ def sweep_distillation(
     folds: list[Fold],
     teachers: list[CachedLogits],
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Temperature sweep (at ``sweep_alpha``), then alpha at the best temperature, per student, on
-    the validation folds (first seed only). Returns the choice per student and the sweep table."""
+    """Method x temperature sweep (at ``sweep_alpha``), then alpha at the best pair, per student,
+    on the validation folds (first seed only). Returns the choice per student and the table."""
     seed = settings.seeds[0]
     table: list[dict[str, Any]] = []
     chosen: dict[str, dict[str, float]] = {}
 
-    def evaluate(hidden: tuple[int, ...], temperature: float, alpha: float) -> float:
+    def evaluate(hidden: tuple[int, ...], method: str, temperature: float, alpha: float) -> float:
         per_fold = []
         for fold, teacher in zip(folds, teachers, strict=True):
             d = fit_student(
-                settings, hidden, teacher, fold, seed=seed, temperature=temperature, alpha=alpha
-            )
+                settings, hidden, teacher, fold, seed=seed, temperature=temperature, alpha=alpha,
+                method=method,
+            )  # fmt: skip
             per_fold.append(fold_metrics(fold.test, student_score(d, fold.test)))
         row = {
             "student": student_name(hidden),
+            "method": method,
             "temperature": temperature,
             "alpha": alpha,
             "metrics": {
@@ -487,19 +494,24 @@ def sweep_distillation(
         }
         table.append(row)
         log(
-            f"sweep {row['student']} T={temperature:g} alpha={alpha:g}: validation AP "
+            f"sweep {row['student']} {method} T={temperature:g} alpha={alpha:g}: validation AP "
             f"{row['metrics']['average_precision'][0]:.4f}"
         )
         return row["metrics"]["average_precision"][0]
 
     for hidden in settings.students:
-        by_t = {t: evaluate(hidden, t, settings.sweep_alpha) for t in settings.temperatures}
-        best_t = max(by_t, key=by_t.get)
-        by_a = {settings.sweep_alpha: by_t[best_t]}
+        by_mt = {
+            (m, t): evaluate(hidden, m, t, settings.sweep_alpha)
+            for m in settings.methods
+            for t in settings.temperatures
+        }
+        best_m, best_t = max(by_mt, key=by_mt.get)
+        by_a = {settings.sweep_alpha: by_mt[(best_m, best_t)]}
         for alpha in settings.alphas:
-            by_a[alpha] = evaluate(hidden, best_t, alpha)
+            by_a[alpha] = evaluate(hidden, best_m, best_t, alpha)
         best_a = max(by_a, key=by_a.get)
         chosen[student_name(hidden)] = {
+            "method": best_m,
             "temperature": best_t,
             "alpha": best_a,
             "validation_ap": by_a[best_a],
@@ -544,6 +556,7 @@ def fit_variant(
         temperature=choice["temperature"],
         alpha=choice["alpha"],
         transfer=transfer,
+        method=choice.get("method", "hinton"),
     )
 
 
@@ -692,7 +705,10 @@ def run(settings: Settings, out_dir: Path, results: Results) -> dict[str, Any]:
     for hidden in settings.students:
         name = student_name(hidden)
         choice = kd_choice[name]
-        kd_label = f"T={choice['temperature']:g}, alpha={choice['alpha']:g}"
+        kd_label = (
+            f"{choice.get('method', 'hinton')}, T={choice['temperature']:g}, "
+            f"alpha={choice['alpha']:g}"
+        )
         for kind, label, role in KINDS:
             key = f"{name} {kind}"
             rows[key] = Row(
@@ -1034,16 +1050,17 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Distillation sweep (validation folds only, first seed)",
         "",
-        f"Temperature first (alpha = {s['sweep_alpha']}), then alpha at the best temperature. "
-        "Cross-entropy on unweighted labels.",
+        f"KD method and temperature first (alpha = {s['sweep_alpha']}), then alpha at the best "
+        "pair. Cross-entropy on unweighted labels.",
         "",
-        "| student | T | alpha | ROC AUC | AP | CP@100 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| student | method | T | alpha | ROC AUC | AP | CP@100 |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in result["distillation_sweep"]:
         m = r["metrics"]
         lines.append(
-            f"| {r['student']} | {r['temperature']:g} | {r['alpha']:g} | {_pm(m['roc_auc'])} | "
+            f"| {r['student']} | {r.get('method', 'hinton')} | {r['temperature']:g} | "
+            f"{r['alpha']:g} | {_pm(m['roc_auc'])} | "
             f"{_pm(m['average_precision'])} | {_pm(m['cp_at_100'])} |"
         )
     lines += [
