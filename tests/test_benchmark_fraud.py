@@ -54,6 +54,7 @@ def test_quick_run_writes_json_markdown_and_plot(tmp_path):
         if row["role"] in ("baseline", "distilled"):
             assert -1.0 <= row["metrics"]["rank_agreement"] <= 1.0
     assert result["teacher_search"] and result["distillation_sweep"]
+    assert {r["method"] for r in result["distillation_sweep"]} == {"hinton", "dist"}
     assert result["chosen_teacher"] in {r["teacher"] for r in result["teacher_search"]}
     assert all("met" in t for t in result["targets"])
     # provenance (benchmarks/_results.py) and the rows chosen on validation
