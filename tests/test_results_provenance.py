@@ -41,8 +41,6 @@ PROVENANCE = (
 #: Results files written before the results helper, each with why it is stale. The lead reruns
 #: them on the code that lands (issue 14); a regenerated file must leave this list.
 STALE = {
-    "fraud_handbook.json": "predates the trainer rewrite and the validation-only choice of "
-    "transfer set and headline student; full run (about 30 min) pending",
     "mnist_hinton.json": "merges two runs (A and B) under one command and predates the trainer "
     "rewrite; the MNIST rerun of issue 14 (CPU hours) pending",
     "textline_ctc.json": "fold seed 0 (the folds the recipe was revised on) and KD mode chosen "
