@@ -141,7 +141,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "conv_teacher_padding": 0,
         "conv_teacher_dropout": 0.3,
         "conv_teacher_epochs": 12,
-        "conv_mlp_epochs": 30,
+        "conv_mlp_epochs": 35,
         "conv_temperatures": [4, 20],
         "conv_alphas": [0.9],
         "conv_seeds": [0, 1, 2],
