@@ -22,11 +22,13 @@ images, except the conv-teacher rows, which train on 55,000 and keep 5,000 for v
 test set is used once, for the table. Imports the public API only.
 
 Run everything (about 30 minutes on 2 shared CPU cores, one thread, before the conv-teacher
-rows were added; those add about 25 minutes)::
+rows were added; the conv-teacher rows add over an hour)::
 
     nice -n 5 python benchmarks/mnist_hinton.py
 
-``--rows conv`` runs only the conv-teacher rows (about 25 minutes on one core) and writes them to
+``--rows conv`` runs only the conv-teacher rows (teacher 12 epochs, students 35 epochs: the T x alpha
+grid on one seed, then 3 seeds of the chosen student and of its matched control, and the student
+alone without jitter; over an hour on one shared core) and writes them to
 ``mnist_hinton-conv.{json,md,png}``, a run of its own (runs are never merged into one file)::
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/mnist_hinton.py --rows conv
