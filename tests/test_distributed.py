@@ -8,15 +8,12 @@ stopping match a single-process run up to float rounding.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from toy import load_worker
+from toy import load_worker, run_torchrun
 
 from crosskd import Distiller
 from crosskd.exceptions import ConfigError
@@ -34,13 +31,7 @@ def _worker():
 )
 def test_two_gloo_ranks_match_one_process_with_the_global_batch(tmp_path):
     worker = _worker()
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(HERE / "ddp_worker.py"), str(tmp_path)],
-        capture_output=True, text=True, timeout=180, env=env,
-    )  # fmt: skip
+    proc = run_torchrun("ddp_worker.py", str(tmp_path), timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import LinearTeacher, kill_when_hung, load_worker
+from toy import LinearTeacher, kill_when_hung, load_worker, run_torchrun
 
 from crosskd import MLP, Distiller
 from crosskd.checkpoint import load_checkpoint
@@ -84,13 +83,7 @@ def test_textline_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_pat
 )
 def test_textlines_train_under_torchrun_with_two_gloo_ranks(tmp_path):
     worker = _worker()
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(HERE / "ctc_worker.py"), str(tmp_path), "--ddp"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+    proc = run_torchrun("ctc_worker.py", str(tmp_path), "--ddp", timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,21 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
-PROVENANCE = (
-    "benchmark",
-    "command",
-    "argv",
-    "quick",
-    "device",
-    "machine",
-    "date",
-    "wall_seconds",
-    "load_average",
-    "crosskd_version",
-    "git_commit",
-    "git_dirty",
-    "environment",
-)
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _results import PROVENANCE_FIELDS as PROVENANCE  # noqa: E402  (the fields the helper writes)
 
 #: Results files written before the results helper, each with why it is stale. The lead reruns
 #: them on the code that lands (issue 14); a regenerated file must leave this list.

@@ -74,3 +74,20 @@ def load_worker(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_torchrun(script: str, *args: str, timeout: float = 300.0):
+    """Run ``tests/<script>`` under ``torchrun --standalone --nproc_per_node=2`` (one thread per
+    rank, no rank variables inherited); returns the completed process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(Path(__file__).parent / script), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
