@@ -468,12 +468,10 @@ def _teacher_log_probs(
     return q.clamp_min(torch.finfo(torch.float32).tiny).log()
 
 
-def _frame_kl(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    temperature: float,
-    resample: str | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_sequence_pair(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Both 3-D, the same lines and classes (frames may differ); returns both shapes."""
     _check_sequence_logits(student_logits, "student_logits")
     _check_sequence_logits(teacher_logits, "teacher_logits")
     s, t = tuple(student_logits.shape), tuple(teacher_logits.shape)
@@ -487,6 +485,16 @@ def _frame_kl(
             f"The teacher gives {t[2]} classes per frame but the student outputs {s[2]}. Build the "
             f"student with num_classes={t[2]} (the same alphabet, plus the blank)."
         )
+    return s, t
+
+
+def _frame_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    resample: str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    s, t = _check_sequence_pair(student_logits, teacher_logits)
     log_q = _teacher_log_probs(teacher_logits, s[1], temperature, resample)
     log_p = F.log_softmax(soften(student_logits, temperature), dim=-1)
     return (log_q.exp() * (log_q - log_p)).sum(dim=-1), log_q  # (batch, frames)
@@ -1293,19 +1301,7 @@ def ctc_bag_kd_loss(
         ConfigError: ``blank`` outside ``[0, num_classes)``.
     """
     t = check_temperature(temperature)
-    _check_sequence_logits(student_logits, "student_logits")
-    _check_sequence_logits(teacher_logits, "teacher_logits")
-    s, v = tuple(student_logits.shape), tuple(teacher_logits.shape)
-    if s[0] != v[0]:
-        raise DataError(
-            f"Student logits {s} and teacher logits {v} hold different numbers of lines; pass "
-            "both models the same batch."
-        )
-    if s[2] != v[2]:
-        raise DataError(
-            f"The teacher gives {v[2]} classes per frame but the student outputs {s[2]}. Build the "
-            f"student with num_classes={v[2]} (the same alphabet, plus the blank)."
-        )
+    s, v = _check_sequence_pair(student_logits, teacher_logits)
     if s[1] < 1 or v[1] < 1:
         raise DataError(f"Both models need at least one frame per line, got {s} and {v}.")
     if isinstance(blank, bool) or not isinstance(blank, int) or not 0 <= blank < s[2]:
