@@ -47,6 +47,21 @@ _MAX_HEADER_BYTES = 100_000_000
 _STUDENT_CLASSES: dict[str, type[nn.Module]] = {"TabularStudent": TabularStudent, "MLP": MLP}
 
 
+#: Modules whose students register themselves when imported (crosskd's own).
+_BUILTIN_STUDENT_MODULES = (
+    "crosskd.tabular.students",
+    "crosskd.vision.students",
+    "crosskd.vision.crnn",
+)
+
+
+def _import_builtin_students() -> None:
+    import importlib
+
+    for module in _BUILTIN_STUDENT_MODULES:
+        importlib.import_module(module)
+
+
 def register_student(cls: type[nn.Module]) -> type[nn.Module]:
     """Make a student class loadable by :func:`load_bundle` (usable as a class decorator).
 
@@ -247,6 +262,9 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]
     info, tensors = _read(target)
     name = info["student_class"]
     cls = _STUDENT_CLASSES.get(name)
+    if cls is None:
+        _import_builtin_students()  # `import crosskd` is lazy: crosskd's own students register here
+        cls = _STUDENT_CLASSES.get(name)
     if cls is None:
         raise BundleError(
             f"{target} holds a student of class {name!r}, which this crosskd does not know (known: "

@@ -211,3 +211,28 @@ def test_register_student(tmp_path, monkeypatch):
         save_bundle(tmp_path / "x", Unregistered(3))
     with pytest.raises(ConfigError, match="needs a config"):
         register_student(torch.nn.Linear)
+
+
+def test_a_fresh_process_loads_every_builtin_student_kind(tmp_path):
+    """`import crosskd` is lazy: loading an image or text-line bundle in a new process must still
+    find ImageMLP / SmallCNN / CRNN (they register when their modules are imported)."""
+    import subprocess
+    import sys
+
+    from crosskd.io import save_bundle
+    from crosskd.vision import CRNN, ImageMLP, SmallCNN
+
+    paths = []
+    for i, student in enumerate(
+        (ImageMLP((1, 8, 8), 3, hidden=(4,)), SmallCNN(num_classes=3), CRNN("tiny", num_classes=5))
+    ):
+        paths.append(
+            str(save_bundle(tmp_path / f"s{i}.safetensors", student, {"classes": [0, 1, 2]}))
+        )
+    code = (
+        "import sys\nfrom crosskd.io import load_bundle\n"
+        "print(' '.join(type(load_bundle(p)[0]).__name__ for p in sys.argv[1:]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ImageMLP", "SmallCNN", "CRNN"]
