@@ -120,20 +120,30 @@ def _int_or_auto(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
 
 
+#: true-by-default settings, turned off by a flag of their own.
+_OFF_FLAGS = {
+    "baseline": "--no-baseline",
+    "augment": "--no-augment",
+    "choose_on_validation": "--keep-distilled",
+}
+
+
 def _add_setting(group: Any, key: str) -> None:
     setting = SETTINGS[key]
     text = f"{setting.help} ({_defaults_text(key)})"
-    if key in ("baseline", "augment"):
+    if key in _OFF_FLAGS:
         off = {
             "baseline": "do not train the baseline (the student on labels alone)",
             "augment": "do not augment training batches (random shifts of images; affine "
             "jitter, blur and noise of text lines)",
+            "choose_on_validation": "save the distilled student even when the baseline scores "
+            "better on the validation rows",
         }[key]
         kinds = setting.kinds()
         where = "" if kinds == KINDS else f"{', '.join(KIND_NAMES[k] for k in kinds)} only; "
         group.add_argument(
-            f"--no-{key}", dest=key, action="store_false", default=None,
-            help=f"{off} ({where}default: done)",
+            _OFF_FLAGS[key], dest=key, action="store_false", default=None,
+            help=f"{off} ({where}default: {'the better one is saved' if key == 'choose_on_validation' else 'done'})",
         )  # fmt: skip
         return
     if key in ("quiet", "skip_unreadable"):
@@ -274,8 +284,8 @@ def _flag(key: str) -> str | None:
     setting = SETTINGS.get(key)
     if setting is None:
         return None
-    if key in ("baseline", "augment"):
-        return f"--no-{key}"
+    if key in _OFF_FLAGS:
+        return _OFF_FLAGS[key]
     return setting.flag
 
 

@@ -459,6 +459,14 @@ SETTINGS: dict[str, Setting] = {
             _bool,
         ),
         _S(
+            "choose_on_validation",
+            "true or false",
+            "deploy (save as student.safetensors) the baseline instead of the distilled student "
+            "when the baseline scores better on the validation rows (needs `baseline`)",
+            _all(True),
+            _bool,
+        ),
+        _S(
             "latency_repeats",
             "a positive integer",
             "timed CPU calls per model (batch 1); the minimum is reported",

@@ -11,7 +11,9 @@ The scaffold owns what every data kind does alike, in this order:
    classes) into train / validation / test, reported with digests of its row indices;
 4. the kind's checks that need the split (encoder, alphabet, frames): still before training;
 5. the teacher (trained or loaded), the **baseline** (the same student trained on labels alone;
-   ``baseline=False`` skips it), the distilled **student**;
+   ``baseline=False`` skips it), the distilled **student**; the one of the two students that
+   scores better on the validation rows is saved as ``student.safetensors`` (the distilled one
+   unless the baseline is strictly better; :mod:`crosskd.selection`);
 6. test metrics, agreement with the teacher, CPU latency (batch 1) of all models timed in one
    loop, repeated, the minimum reported;
 7. ``report.json`` (the schema below), ``config.yaml``, ``summary.md`` and the plots
@@ -36,6 +38,10 @@ A data kind is a small class (:class:`Kind`) that only reads data and builds mod
          "agreement": {...with the teacher...}},
      "serving": {...tables: the fast path's p50 (crosskd.serving.Scorer)...},
      "baseline": null when skipped,
+     "selection": {...which student student.safetensors holds, chosen on the validation rows:
+                   "deployed": "student" | "baseline", "metric", "validation", "difference",
+                   "standard_error", "uncertain", "reason"} (crosskd.selection); null without
+                   a baseline or with choose_on_validation off,
      "warnings": [...], "device": ..., "files": {name: path}}
 
 Other features add their fields to this dict (and their sections to ``summary.md`` in
@@ -608,13 +614,26 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
     student = kind.fit(teacher.teacher, kind.student_model(), settings["alpha"], parts, epochs)
     if not main:
         return {}  # only rank 0 evaluates and writes the outputs
-    student_file = kind.save(student, out / STUDENT_NAME)
+    task = "sequence" if kind.sequence else ("binary" if len(data.classes) == 2 else "multiclass")
+    selection = None
+    if baseline is not None and settings["choose_on_validation"]:
+        from .selection import compare_on_validation
+
+        x_val, y_val = parts.val
+        selection = compare_on_validation(
+            task,
+            y_val,
+            kind.evaluate(student, x_val, y_val)[1],
+            kind.evaluate(baseline, x_val, y_val)[1],
+        )
+        echo(f"deployed: the {selection['deployed']} ({selection['reason']})")
+    deployed = baseline if selection and selection["deployed"] == "baseline" else student
+    student_file = kind.save(deployed, out / STUDENT_NAME)
 
     x_test, y_test = parts.test
     roles: dict[str, Any] = {"teacher": teacher, "baseline": baseline, "student": student}
     roles = {k: v for k, v in roles.items() if v is not None}
     evaluated = {role: kind.evaluate(model, x_test, y_test) for role, model in roles.items()}
-    task = "sequence" if kind.sequence else ("binary" if len(data.classes) == 2 else "multiclass")
     latency = time_together(
         {role: kind.predictor(model) for role, model in roles.items()},
         _take(x_test, np.arange(1)),
@@ -643,7 +662,7 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
 
     blocks = {role: block(role, model) for role, model in roles.items()}
     blocks["teacher"].update({"file": str(teacher.file.resolve()), "trained": teacher.trained})
-    blocks["student"]["file"] = str(student_file.resolve())
+    blocks["student" if deployed is student else "baseline"]["file"] = str(student_file.resolve())
     report: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "kind": kind.name,
@@ -665,10 +684,19 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
         "teacher": blocks["teacher"],
         "baseline": blocks.get("baseline"),
         "student": blocks["student"],
+        "selection": selection,
         "device": str(getattr(student, "device_", settings["device"])),
         **kind.extra(student, parts, echo),
     }
     report["warnings"] = _warnings(report, student, epochs)
+    if deployed is not student:
+        report["warnings"].insert(
+            0,
+            f"Distillation did not help on the validation rows: {selection['reason']}. "
+            f"{STUDENT_NAME} holds the baseline (the student trained on labels alone). A "
+            "stronger teacher (more `teacher_epochs`, another `teacher`) may change this; "
+            "`choose_on_validation` off keeps the distilled student.",
+        )
     config_file = save_resolved_config(out, settings, kind.name)
     outputs = {role: evaluated[role][1] for role in roles}
     artefacts = write_run_artefacts(

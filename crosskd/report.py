@@ -409,6 +409,19 @@ def _summary(
             lines.append("| " + " | ".join(cells) + " |")
         if "baseline" in report and not report.get("baseline"):
             lines += ["", "No baseline was trained (`baseline` off)."]
+        selection = report.get("selection")
+        if selection:
+            lines += [
+                "",
+                f"**Saved as the student**: the {selection['deployed']}, chosen on the "
+                f"{selection['rows']:,} validation rows by {selection['metric']} (student "
+                f"{_num(selection['validation']['student'])}, baseline "
+                f"{_num(selection['validation']['baseline'])}, standard error of the difference "
+                f"{_num(selection['standard_error'])}"
+                + ("; uncertain: the validation rows cannot tell them apart" if selection[
+                    "uncertain"] else "")
+                + ").",
+            ]
         teacher, student = parts.get("teacher") or {}, parts.get("student") or {}
         if teacher.get("bytes") and student.get("bytes"):
             lines += [

@@ -145,13 +145,13 @@ def test_a_setting_of_another_kind_is_refused(tmp_path):
 
 def test_library_cli_and_help_read_the_same_defaults(capsys):
     """The defaults of --help come from the schema, each labelled with its kind."""
-    from crosskd.cli import build_parser
+    from crosskd.cli import _flag, build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["distill"]
     flags = {o for a in sub._actions for o in a.option_strings}
     for key, setting in SETTINGS.items():
-        assert (setting.flag if key not in ("baseline", "augment") else f"--no-{key}") in flags
+        assert _flag(key) in flags
     help_text = " ".join(sub.format_help().split())
     assert "(default: tables 2, images 4, text lines 1)" in help_text  # --temperature
     assert "(default: tables 32,16, images 800,800)" in help_text  # --hidden
