@@ -31,6 +31,15 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _number_or_auto(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+
+
 def _share_or_count(text: str) -> int | float:
     try:
         return int(text)
@@ -154,6 +163,8 @@ def _add_setting(group: Any, key: str) -> None:
         kwargs["type"] = int
     elif key in _INT_OR_AUTO:
         kwargs["type"] = _int_or_auto
+    elif key in ("temperature", "alpha"):
+        kwargs["type"] = _number_or_auto
     elif key in _FLOAT:
         kwargs["type"] = _number
     elif key in ("test_size", "validation_size"):

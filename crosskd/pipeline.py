@@ -277,12 +277,20 @@ def check_timm_name(name: Any, what: str) -> str:
     )
 
 
-def _check_common(settings: Mapping[str, Any]) -> None:
+def _check_common(settings: Mapping[str, Any], kind: str) -> None:
     from ._device import check_precision, resolve_device
     from .losses import check_alpha, check_temperature
 
-    check_temperature(settings["temperature"])
-    check_alpha(settings["alpha"])
+    searched = [k for k in ("temperature", "alpha") if settings[k] == "auto"]
+    if searched and kind == "textline":
+        raise ConfigError(
+            f"{' and '.join(f'`{k}`' for k in searched)} 'auto' is for tables and images: give "
+            "a number for text lines (defaults: `temperature` 1, `alpha` 0.5)."
+        )
+    if "temperature" not in searched:
+        check_temperature(settings["temperature"])
+    if "alpha" not in searched:
+        check_alpha(settings["alpha"])
     check_precision(settings["precision"])
     resolve_device(settings["device"])
 
@@ -571,7 +579,7 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
     from .report import write_run_artefacts
 
     settings = kind.s
-    _check_common(settings)
+    _check_common(settings, kind.name)
     kind.check()  # may set settings that come from a given teacher (a text line's height)
     out = Path(settings["out"])
     _check_out(out)
@@ -607,8 +615,8 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
         kind.role = "baseline"
         baseline = kind.fit(None, kind.student_model(), 0.0, parts, epochs)
     echo(
-        f"distilling the teacher into the student (T={settings['temperature']:g}, "
-        f"alpha={settings['alpha']:g}) ..."
+        f"distilling the teacher into the student (T={settings['temperature']}, "
+        f"alpha={settings['alpha']}) ..."
     )
     kind.role = "student"
     student = kind.fit(teacher.teacher, kind.student_model(), settings["alpha"], parts, epochs)

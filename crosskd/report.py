@@ -418,8 +418,11 @@ def _summary(
                 f"{_num(selection['validation']['student'])}, baseline "
                 f"{_num(selection['validation']['baseline'])}, standard error of the difference "
                 f"{_num(selection['standard_error'])}"
-                + ("; uncertain: the validation rows cannot tell them apart" if selection[
-                    "uncertain"] else "")
+                + (
+                    "; uncertain: the validation rows cannot tell them apart"
+                    if selection["uncertain"]
+                    else ""
+                )
                 + ").",
             ]
         teacher, student = parts.get("teacher") or {}, parts.get("student") or {}

@@ -125,11 +125,11 @@ def test_distill_multiclass_with_test_file(tmp_path):
         (["--target", "nope"], "Target column 'nope' is not in --data"),
         (
             ["--target", "is_fraud", "--alpha", "2"],
-            r"--alpha must be a number in \[0, 1\], got 2.0",
+            r"--alpha must be a number in \[0, 1\] \(tables, images: or auto\), got 2.0",
         ),
         (
             ["--target", "is_fraud", "--temperature", "0"],
-            "--temperature must be a number > 0, got 0.0",
+            r"--temperature must be a number > 0 \(tables, images: or auto\), got 0.0",
         ),
         (["--target", "is_fraud", "--drop", "ghost"], r"--drop names columns \['ghost'\]"),
     ],
@@ -209,3 +209,30 @@ def test_distill_image_data_from_the_cli(tmp_path, capsys):
     assert "--target is a setting for tables, but the data is read as images" in (
         capsys.readouterr().err
     )
+
+
+def test_distill_temperature_and_alpha_auto_from_the_cli(tmp_path):
+    data = tmp_path / "t.csv"
+    fraud_like_csv(data, n=800)
+    out = tmp_path / "run"
+    code = main(
+        ["distill", "--data", str(data), "--target", "is_fraud", "--out", str(out),
+         "--drop", "transaction_id", "--epochs", "6", "--temperature", "auto", "--alpha",
+         "AUTO", "--no-baseline", "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    chosen = json.loads((out / "report.json").read_text())["student"]["chosen"]
+    assert chosen["temperature"] in (1.0, 2.0, 4.0, 8.0) and chosen["alpha"] in (0.5, 0.9, 1.0)
+    assert len(chosen["search"]["trials"]) == 12
+
+
+def test_distill_auto_temperature_is_refused_for_text_lines(tmp_path, capsys):
+    code = main(["distill", "--task", "textline", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "o"), "--temperature", "auto", "--quiet"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--temperature 'auto' is for tables and images" in err
+    with pytest.raises(SystemExit) as stop:
+        main(["distill", "--data", "x.csv", "--alpha", "high"])
+    assert stop.value.code == 2
+    assert "expected a number or auto, got 'high'" in capsys.readouterr().err

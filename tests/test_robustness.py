@@ -475,7 +475,11 @@ def test_cli_bad_data(tmp_path, capsys, case, message):
             ConfigError,
             "--batch-size must be a positive integer or auto, got 0",
         ),
-        (["--alpha", "nan"], ConfigError, r"--alpha must be a number in \[0, 1\], got nan"),
+        (
+            ["--alpha", "nan"],
+            ConfigError,
+            r"--alpha must be a number in \[0, 1\] \(tables, images: or auto\), got nan",
+        ),
         (["--test-size", "1.5"], ConfigError, r"--test-size must be a number in \(0, 1\), got 1.5"),
     ],
 )
@@ -539,7 +543,7 @@ def test_cli_bad_output_folder_and_test_file(tmp_path, capsys):
     "flags, message",
     [
         (["--hidden", "0"], "expected positive layer sizes"),
-        (["--temperature", "abc"], "expected a number, got 'abc'"),
+        (["--temperature", "abc"], "expected a number or auto, got 'abc'"),
     ],
 )
 def test_cli_flags_argparse_refuses(tmp_path, capsys, flags, message):
