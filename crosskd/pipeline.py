@@ -13,7 +13,7 @@ The scaffold owns what every data kind does alike, in this order:
 5. the teacher (trained or loaded), the **baseline** (the same student trained on labels alone;
    ``baseline=False`` skips it), the distilled **student**; the one of the two students that
    scores better on the validation rows is saved as ``student.safetensors`` (the distilled one
-   unless the baseline is strictly better; :mod:`crosskd.selection`);
+   unless the baseline is better by more than one standard error; :mod:`crosskd.selection`);
 6. test metrics, agreement with the teacher, CPU latency (batch 1) of all models timed in one
    loop, repeated, the minimum reported;
 7. ``report.json`` (the schema below), ``config.yaml``, ``summary.md`` and the plots

@@ -4,7 +4,9 @@ A run trains the student twice: on labels alone (the baseline) and distilled fro
 data nobody tuned the defaults to, a teacher can be worse than the student alone (a large CNN
 trained from scratch on a few hundred images), and a student that follows it is worse too. The
 run therefore scores both students on the validation split (never on the test rows) and deploys
-the better one: the distilled student unless the baseline is strictly better there.
+the distilled student unless the baseline is better there by more than one standard error of
+the paired difference (a difference the validation rows cannot resolve keeps the distilled
+student: on the data sets measured here distillation helps more often than not).
 
 The comparison is paired (the same validation rows), and its standard error says whether the
 validation split can tell the two apart: ``uncertain`` is true when the difference is within two
@@ -102,19 +104,20 @@ def compare_on_validation(
         se = _per_row(err_b - err_s, len(refs) / chars)
     else:
         raise ValueError(f"task must be binary, multiclass or sequence, not {task!r}")
-    deployed = "baseline" if better < 0 else "student"
+    deployed = "baseline" if better < -se else "student"
     uncertain = not abs(better) > 2 * se
     word = "higher" if higher else "lower"
     if deployed == "student":
         reason = (
-            f"the distilled student's validation {metric} ({scores['student']:.4f}) is no worse "
-            f"than the baseline's ({scores['baseline']:.4f})"
+            f"the distilled student's validation {metric} ({scores['student']:.4f}) is "
+            + ("no worse than" if better >= 0 else "within one standard error of")
+            + f" the baseline's ({scores['baseline']:.4f})"
         )
     else:
         reason = (
             f"the baseline's validation {metric} ({scores['baseline']:.4f}, {word} is better) "
-            f"beats the distilled student's ({scores['student']:.4f}): distillation from this "
-            "teacher did not help on the validation rows"
+            f"beats the distilled student's ({scores['student']:.4f}) by more than one standard "
+            f"error ({se:.4f}): distillation from this teacher did not help on the validation rows"
         )
     if uncertain:
         reason += (

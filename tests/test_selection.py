@@ -44,6 +44,18 @@ def test_a_tie_keeps_the_distilled_student_and_is_uncertain():
     assert "uncertain" in found["reason"]
 
 
+def test_a_baseline_better_by_less_than_one_standard_error_keeps_the_distilled_student():
+    y = np.arange(40) % 4
+    rows = np.arange(40)
+    student = _proba(np.where(rows < 8, (y + 1) % 4, y), 4)  # 32 of 40 right
+    baseline = _proba(np.where((rows >= 2) & (rows < 9), (y + 1) % 4, y), 4)  # 33 of 40 right
+    found = compare_on_validation("multiclass", y, student, baseline)
+    assert found["difference"] == pytest.approx(-1 / 40)
+    assert found["standard_error"] > 1 / 40
+    assert found["deployed"] == "student" and found["uncertain"]
+    assert "within one standard error" in found["reason"]
+
+
 def test_binary_uses_average_precision_with_a_bootstrap_error():
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.2).astype(int)
