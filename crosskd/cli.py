@@ -177,6 +177,8 @@ def _add_setting(group: Any, key: str) -> None:
         kwargs["action"] = "append"
     elif key == "precision":
         kwargs = {"choices": list(PRECISIONS)}
+    elif key == "method":
+        kwargs = {"choices": ["hinton", "dkd", "dist", "ranking", "auto", "frame", "bag"]}
     elif key == "kd_mode":
         kwargs = {"choices": ["frame", "sequence", "both"]}
     group.add_argument(setting.flag, dest=key, help=text, **kwargs)

@@ -328,6 +328,16 @@ SETTINGS: dict[str, Setting] = {
             _auto_or(_unit),
         ),
         _S(
+            "method",
+            "tables, images: hinton, dkd, dist, ranking or auto; text lines: frame or bag",
+            "the distillation loss (docs/methods.md): Hinton's KL, DKD, DIST, pairwise ranking "
+            "(two classes), or auto: Hinton or DIST chosen on the validation rows (tables, "
+            "images); the frame term of text lines: frame-wise KL or the blank-masked, "
+            "time-averaged bag of characters",
+            {"table": "hinton", "image": "hinton", "textline": "frame"},
+            _choice("hinton", "dkd", "dist", "ranking", "auto", "frame", "bag"),
+        ),
+        _S(
             "kd_mode",
             "one of frame, sequence, both",
             "CTC distillation: frame-wise KL, the teacher's decodings as targets, or both",

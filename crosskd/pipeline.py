@@ -226,6 +226,7 @@ class BaseKind:
         return {
             "temperature": s["temperature"],
             "alpha": alpha,
+            "method": s["method"],
             "epochs": epochs,
             "batch_size": s["batch_size"],
             "lr": s["lr"],
@@ -281,6 +282,15 @@ def _check_common(settings: Mapping[str, Any], kind: str) -> None:
     from ._device import check_precision, resolve_device
     from .losses import check_alpha, check_temperature
 
+    methods = (
+        ("frame", "bag") if kind == "textline" else ("hinton", "dkd", "dist", "ranking", "auto")
+    )
+    if settings.get("method", methods[0]) not in methods:
+        raise ConfigError(
+            f"`method` {settings['method']!r} is not a method for "
+            f"{'text lines' if kind == 'textline' else kind + 's'}: give one of "
+            f"{', '.join(methods)}."
+        )
     searched = [k for k in ("temperature", "alpha") if settings[k] == "auto"]
     if searched and kind == "textline":
         raise ConfigError(
@@ -473,6 +483,7 @@ def _agreement(task: str, teacher_out: Any, other_out: Any) -> dict[str, Any]:
 _CHOSEN = (
     "temperature_",
     "alpha_",
+    "method_",
     "epochs_",
     "early_stopping_",
     "schedule_",

@@ -146,7 +146,9 @@ class Distiller:
             ``epochs="auto"`` and there is validation data, else cosine (``schedule_``).
         method: the distillation term: ``"hinton"`` (the default), ``"dkd"``, ``"dist"`` or
             ``"ranking"`` (pairwise order of the teacher's scores, for two classes), see
-            :func:`crosskd.losses.logit_kd_loss` and ``docs/methods.md``.
+            :func:`crosskd.losses.logit_kd_loss` and ``docs/methods.md``; or ``"auto"``: Hinton
+            or DIST, chosen on the validation rows with the temperature / alpha search
+            (:mod:`crosskd.search`; the method used is ``method_``).
         method_params: the method's own settings, e.g. ``{"nontarget_weight": 8.0}`` for DKD.
         standardize: z-score teacher and student logits before softening (logit
             standardisation, Sun et al. 2024), for any method.
@@ -229,6 +231,12 @@ class Distiller:
         if self.temperature != "auto":
             check_temperature(self.temperature)
         alpha = 0.5 if self.alpha == "auto" else check_alpha(self.alpha)
+        if self.method == "auto" and self.method_params:
+            raise ConfigError(
+                f"method='auto' chooses between methods, so method_params "
+                f"{dict(self.method_params)} cannot apply to it. Name the method the settings "
+                "belong to (e.g. method='dkd'), or leave method_params out."
+            )
         check_engine_settings(self)
         if self.teacher is None and alpha > 0:
             raise ConfigError(
@@ -445,9 +453,12 @@ class Distiller:
         """
         started = time.perf_counter()
         self._check_settings()
-        if self.temperature == "auto" or self.alpha == "auto":
+        no_kd = self.alpha != "auto" and float(self.alpha) == 0.0  # T and method do not matter
+        if not no_kd and "auto" in (self.temperature, self.alpha, self.method):
             return self._fit_searched(X, y, eval_set, transfer, resume, started)
-        self.temperature_, self.alpha_ = float(self.temperature), float(self.alpha)
+        self.temperature_ = 1.0 if self.temperature == "auto" else float(self.temperature)
+        self.alpha_ = float(self.alpha)
+        self.method_ = "hinton" if self.method == "auto" else self.method
         online = self._online()
         device = self._setup_device()
         from .datasets.parquet import ParquetStream
@@ -510,7 +521,7 @@ class Distiller:
             student.build(X, len(self.classes_))
         self.student_ = student.to(device)
         self._method_params = check_kd_method(
-            self.method, dict(self.method_params or {}), len(self.classes_), bool(self.standardize)
+            self.method_, dict(self.method_params or {}), len(self.classes_), bool(self.standardize)
         )
         self.__dict__.pop("input_shapes_", None)  # a previous fit's widths do not apply
         inputs = self._student_inputs(X, "X")
@@ -616,7 +627,7 @@ class Distiller:
             )
         self.student_ = student.to(device)
         self._method_params = check_kd_method(
-            self.method, dict(self.method_params or {}), len(self.classes_), bool(self.standardize)
+            self.method_, dict(self.method_params or {}), len(self.classes_), bool(self.standardize)
         )
         self.__dict__.pop("input_shapes_", None)
         probe = self._student_inputs(stream.read_row_groups([0], stream.columns).iloc[:2], "stream")
@@ -899,11 +910,14 @@ class Distiller:
         resume: Any,
         started: float,
     ) -> Distiller:
-        """``fit`` with ``temperature`` and/or ``alpha`` ``"auto"`` (see :mod:`crosskd.search`)."""
+        """``fit`` with ``temperature``, ``alpha`` and/or ``method`` ``"auto"`` (see
+        :mod:`crosskd.search`)."""
         from .datasets.parquet import ParquetStream
         from .search import search_settings
 
-        which = " and ".join(n for n in ("temperature", "alpha") if getattr(self, n) == "auto")
+        which = " and ".join(
+            n for n in ("temperature", "alpha", "method") if getattr(self, n) == "auto"
+        )
         if isinstance(X, ParquetStream) or y is None:
             raise ConfigError(
                 f"{which}='auto' is chosen on labelled validation rows, which "
@@ -949,6 +963,7 @@ class Distiller:
         final = copy.copy(self)
         final.temperature = search["chosen"]["temperature"]
         final.alpha = search["chosen"]["alpha"]
+        final.method = search["chosen"]["method"]
         final.fit(X, y, eval_set=eval_set, transfer=transfer, resume=resume)
         self.__dict__.update({k: v for k, v in final.__dict__.items() if k.endswith("_")})
         self.search_ = search
@@ -965,7 +980,7 @@ class Distiller:
             teacher=self.teacher if online else None,
             val_metric=self.val_metric,
             chunk_size=self.chunk_size,
-            method=self.method,
+            method=self.method_,
             method_params=self._method_params,
             standardize=self.standardize,
         )
@@ -1163,7 +1178,7 @@ class Distiller:
             chosen = {
                 "epochs": f"{getattr(self, 'best_epoch_', '?')}/{len(getattr(self, 'history_', []))}"
             }
-            for name in ("temperature_", "alpha_", "batch_size_", "threads_"):
+            for name in ("temperature_", "alpha_", "method_", "batch_size_", "threads_"):
                 if hasattr(self, name):
                     chosen[name[:-1]] = getattr(self, name)
             parts.append("fitted: " + ", ".join(f"{k} {v}" for k, v in chosen.items()))
@@ -1192,7 +1207,7 @@ class Distiller:
             "classes": [v.item() if hasattr(v, "item") else v for v in names],
             "temperature": float(self.temperature_),
             "alpha": float(self.alpha_),
-            "method": self.method,
+            "method": self.method_,
             "teacher": None if self.teacher is None else self.teacher.info.kind,
             "best_epoch": int(self.best_epoch_),
             "history": self.history_,

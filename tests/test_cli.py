@@ -236,3 +236,17 @@ def test_distill_auto_temperature_is_refused_for_text_lines(tmp_path, capsys):
         main(["distill", "--data", "x.csv", "--alpha", "high"])
     assert stop.value.code == 2
     assert "expected a number or auto, got 'high'" in capsys.readouterr().err
+
+
+def test_distill_method_flag_reaches_the_trainer_and_the_report(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    fraud_like_csv(data, n=800)
+    out = tmp_path / "run"
+    argv = ["distill", "--data", str(data), "--target", "is_fraud", "--out", str(out),
+            "--drop", "transaction_id", "--epochs", "4", "--no-baseline", "--quiet"]  # fmt: skip
+    assert main([*argv, "--method", "auto"]) == 0
+    chosen = json.loads((out / "report.json").read_text())["student"]["chosen"]
+    assert chosen["method"] in ("hinton", "dist")
+    assert [t["method"] for t in chosen["search"]["trials"]] == ["hinton", "dist"]
+    assert main([*argv, "--method", "bag"]) == 2
+    assert "--method 'bag' is not a method for tables" in capsys.readouterr().err

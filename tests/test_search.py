@@ -7,7 +7,7 @@ import pytest
 from toy import LinearTeacher
 
 from crosskd import MLP, ConfigError, Distiller
-from crosskd.search import ALPHAS, TEMPERATURES
+from crosskd.search import ALPHAS, METHODS, TEMPERATURES
 
 
 def _data(n=300, k=3, seed=0):
@@ -26,7 +26,12 @@ def test_auto_pair_is_chosen_on_validation_and_recorded(tmp_path):
     assert search["metric"] == "val_log_loss" and search["epochs_per_trial"] == 3
     assert len(search["trials"]) == len(TEMPERATURES) * len(ALPHAS)
     best = max(search["trials"], key=lambda t: t["score"])
-    assert search["chosen"] == {"temperature": best["temperature"], "alpha": best["alpha"]}
+    assert search["chosen"] == {
+        "temperature": best["temperature"],
+        "alpha": best["alpha"],
+        "method": "hinton",
+    }
+    assert d.method_ == "hinton"
     assert (d.temperature_, d.alpha_) == (best["temperature"], best["alpha"])
     assert d.temperature == "auto"  # the setting stays as given (scikit-learn's rule)
     assert isinstance(search["uncertain"], bool)
@@ -51,3 +56,28 @@ def test_auto_needs_validation_rows_and_labels():
                   validation_fraction=0.2, progress=False).fit(X)  # fmt: skip
     with pytest.raises(ConfigError, match="temperature"):
         Distiller(LinearTeacher(W), MLP(4, 3), temperature="hot", progress=False).fit(X, y)
+
+
+def test_method_auto_tries_each_method_at_the_given_pair_and_records_the_choice():
+    X, y, W = _data()
+    d = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), temperature=2.0, alpha=0.9,
+                  method="auto", epochs=6, validation_fraction=0.25, progress=False,
+                  device="cpu")  # fmt: skip
+    d.fit(X, y)
+    trials = d.search_["trials"]
+    assert [t["method"] for t in trials] == list(METHODS)
+    assert {(t["temperature"], t["alpha"]) for t in trials} == {(2.0, 0.9)}
+    best = max(trials, key=lambda t: t["score"])
+    assert d.search_["chosen"]["method"] == d.method_ == best["method"]
+    assert d.method == "auto"
+    # a plain fit records its method too
+    plain = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), method="dist", epochs=2,
+                      progress=False, device="cpu").fit(X, y)  # fmt: skip
+    assert plain.method_ == "dist" and not hasattr(plain, "search_")
+
+
+def test_method_auto_refuses_method_params():
+    X, y, W = _data()
+    with pytest.raises(ConfigError, match="method='auto' chooses between methods"):
+        Distiller(LinearTeacher(W), MLP(4, 3), method="auto", validation_fraction=0.2,
+                  method_params={"nontarget_weight": 8.0}, progress=False).fit(X, y)  # fmt: skip
