@@ -175,6 +175,8 @@ def _add_setting(group: Any, key: str) -> None:
         kwargs.update(type=int, nargs=2, metavar=("H", "W"))
     elif key == "drop":
         kwargs["action"] = "append"
+    elif key == "integer_codes":
+        kwargs.update(nargs="+", metavar="auto|none|COLUMN")
     elif key == "precision":
         kwargs = {"choices": list(PRECISIONS)}
     elif key == "method":

@@ -149,6 +149,17 @@ def _names(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def _codes(value: Any) -> str | list[str]:
+    """``integer_codes``: "auto", "none" (also null or []), or column names."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, list) and len(value) == 1 and value[0] in ("auto", "none"):
+        value = value[0]  # --integer-codes auto
+    if value in ("auto", "none"):
+        return value
+    return _names(value)
+
+
 def _widths(value: Any) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
@@ -302,6 +313,15 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "drop", "a list of column names", "columns to ignore, e.g. an ID", {"table": []}, _names
+        ),
+        _S(
+            "integer_codes",
+            "auto, none or a list of column names",
+            "integer columns the student also reads as categories (a region, product or branch "
+            "number), besides the number: auto: integer columns with 3 to 1,000 distinct values "
+            "and at least 5 training rows per value",
+            {"table": "auto"},
+            _codes,
         ),
         _S(
             "positive_label",

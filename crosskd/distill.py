@@ -183,13 +183,17 @@ class TableKind(BaseKind):
         return result
 
     def prepare(self, data: RunData, parts: Parts, echo: Callable[[str], Any]) -> None:
-        from .tabular import TabularStudent
-
         # The encoder is fitted here, on the rows Distiller.fit fits it on, so that data it refuses
         # (±inf, dates, text in a numeric test column) stops the run before the teacher trains.
         self.classes = data.classes
-        probe = TabularStudent(hidden=tuple(self.s["hidden"]), num_classes=len(data.classes))
+        probe = self._student(len(data.classes))
         probe.encoder.fit(parts.train[0])
+        data.info["integer_codes"] = list(probe.encoder.code_columns_)
+        if probe.encoder.code_columns_:
+            echo(
+                "integer columns read as numbers and as categories (`integer_codes`): "
+                + ", ".join(repr(c) for c in probe.encoder.code_columns_)
+            )
         where = "`test`" if self.s["test"] is not None else "the test rows"
         X_test = _numeric_test_columns(parts.test[0], probe.encoder.numeric_columns_, where)
         probe.encoder.transform(X_test)
@@ -230,10 +234,17 @@ class TableKind(BaseKind):
             teacher = LightGBMTeacher(path)
         return TeacherResult(teacher, teacher, path, True, "LightGBM")
 
-    def student_model(self) -> Any:
-        from .tabular import TabularStudent
+    def _student(self, num_classes: int) -> Any:
+        from .tabular import TabularEncoder, TabularStudent
 
-        return TabularStudent(hidden=tuple(self.s["hidden"]), num_classes=len(self.classes))
+        codes = self.s["integer_codes"]
+        encoder = TabularEncoder(integer_codes=None if codes == "none" else codes)
+        return TabularStudent(
+            hidden=tuple(self.s["hidden"]), num_classes=num_classes, encoder=encoder
+        )
+
+    def student_model(self) -> Any:
+        return self._student(len(self.classes))
 
     def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
         from .trainer import Distiller

@@ -493,8 +493,13 @@ def _synthetic_tabular_rows(encoder: Any, n: int, seed: int = 0) -> pd.DataFrame
         values = center + scale * rng.standard_normal(n) * 4.0
         values[rng.random(n) < 0.15] = np.nan
         columns[name] = values.astype(np.float32).astype(np.float64)
+    codes = set(getattr(encoder, "code_columns_", []))
     for name in encoder.categorical_columns_:
         vocabulary = list(encoder.categories_[name])
+        if name in codes:  # a number read as a category too: known codes, an unseen one, NaN
+            options = [float(v) for v in vocabulary] + [max(vocabulary, default=0) + 1.0, np.nan]
+            columns[name] = np.asarray([options[i] for i in rng.integers(0, len(options), n)])
+            continue
         options: list[Any] = [*vocabulary, None, "__crosskd_unseen__"]
         columns[name] = pd.Series(
             [options[i] for i in rng.integers(0, len(options), n)], dtype=object

@@ -8,7 +8,12 @@ the fitted state (attributes ending in ``_``), ``transform`` returns an :class:`
   column that had a NaN in training gets a 0/1 NaN-indicator column after the scaled columns;
 - categorical columns become integer indices into a per-column vocabulary learned in training;
   index 0 is reserved for missing values, categories rarer than ``min_frequency`` and categories
-  never seen in training.
+  never seen in training;
+- ``integer_codes``: integer columns that may be codes (a region, a product, a branch number) are
+  read both ways: as a scaled number and as a category. A tree teacher splits such a column
+  into any set of its values; an MLP student reading only the scaled number cannot, and on a
+  real table (Ecdat ``VietNamI``, 194 communes as integers) that cost the student 0.16 of average
+  precision; with the category as well it matched its teacher.
 
 Everything is vectorised with numpy / pandas (no Python loop over rows), so millions of rows encode in
 seconds. The fitted state round-trips through JSON with :meth:`TabularEncoder.to_dict` and
@@ -27,7 +32,12 @@ import torch
 
 from ..exceptions import ConfigError, DataError, NotFittedError
 
-__all__ = ["TabularEncoder", "EncodedTable"]
+__all__ = ["TabularEncoder", "EncodedTable", "MAX_CODES", "MIN_ROWS_PER_CODE"]
+
+#: ``integer_codes="auto"``: an integer column with 3 to this many distinct values ...
+MAX_CODES = 1000
+#: ... and at least this many training rows per distinct value on average is read as codes too.
+MIN_ROWS_PER_CODE = 5
 
 #: Suffix of the name of a NaN-indicator output column (see ``numeric_feature_names_out_``).
 NAN_INDICATOR_SUFFIX = "__isnan"
@@ -67,11 +77,17 @@ class TabularEncoder:
             dominate a student's first layer.
         min_frequency: a category seen fewer times than this in training shares index 0 with
             unknown and missing values.
+        integer_codes: numeric columns that are also read as categories (each keeps its scaled
+            number too): a list of names, ``"auto"`` (every column whose non-missing training
+            values are all integers, with 3 to :data:`MAX_CODES` distinct values and at least
+            :data:`MIN_ROWS_PER_CODE` rows per value on average), or None (none).
 
     Attributes (after ``fit``):
         feature_names_in_: input column names, in training order (``"x0", "x1", ...`` for an array).
         numeric_columns_: names of the numeric input columns.
-        categorical_columns_: names of the categorical input columns.
+        categorical_columns_: names of the categorical input columns (the ``code_columns_``
+            last).
+        code_columns_: the numeric columns also read as categories (``integer_codes``).
         nan_indicator_columns_: numeric columns that had a NaN in training (each gets an indicator).
         center_, scale_: per numeric column, the median and the robust scale.
         categories_: per categorical column, its vocabulary (``categories_[c][i - 1]`` has index i).
@@ -93,10 +109,12 @@ class TabularEncoder:
         categorical: Sequence[str] | None = None,
         clip: float = 10.0,
         min_frequency: int = 1,
+        integer_codes: Sequence[str] | str | None = None,
     ) -> None:
         self.categorical = categorical
         self.clip = clip
         self.min_frequency = min_frequency
+        self.integer_codes = integer_codes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -144,6 +162,8 @@ class TabularEncoder:
                 numeric.append(name)
 
         values = _numeric_matrix(frame, numeric, "fit")
+        codes = self._code_columns(numeric, values)
+        categorical += codes
         nan_mask = np.isnan(values)
         nan_counts = nan_mask.sum(axis=0)
         center = np.zeros(len(numeric))
@@ -172,12 +192,43 @@ class TabularEncoder:
         self.input_kind_ = "array" if from_array else "frame"
         self.numeric_columns_ = numeric
         self.categorical_columns_ = categorical
+        self.code_columns_ = codes
         self.center_ = [float(v) for v in center]
         self.scale_ = [float(v) for v in scale]
         self.nan_indicator_columns_ = [n for n, k in zip(numeric, nan_counts, strict=True) if k > 0]
         self.categories_ = categories
         self._finish_fit()
         return self
+
+    def _code_columns(self, numeric: list[str], values: np.ndarray) -> list[str]:
+        """The numeric columns also read as categories (see ``integer_codes``)."""
+        given = self.integer_codes
+        if given is None:
+            return []
+        if isinstance(given, str) and given != "auto":
+            raise ConfigError(
+                f"integer_codes must be 'auto', a list of column names or None, got {given!r}. "
+                f"For one column pass integer_codes=[{given!r}]."
+            )
+        if given != "auto":
+            names = [str(c) for c in given]
+            wrong = [c for c in names if c not in numeric]
+            if wrong:
+                raise DataError(
+                    f"integer_codes names {wrong}, which are not numeric columns of the data. "
+                    f"Numeric columns: {_preview(numeric)}."
+                )
+            return names
+        found = []
+        for j, name in enumerate(numeric):
+            column = values[:, j]
+            column = column[~np.isnan(column)]
+            if len(column) == 0 or not np.all(column == np.round(column)):
+                continue
+            distinct = len(np.unique(column))
+            if 3 <= distinct <= MAX_CODES and len(column) >= MIN_ROWS_PER_CODE * distinct:
+                found.append(name)
+        return found
 
     def _finish_fit(self) -> None:
         """Derived fitted state, shared by :meth:`fit` and :meth:`from_dict`."""
@@ -291,6 +342,9 @@ class TabularEncoder:
                 else [str(c) for c in self.categorical],
                 "clip": float(self.clip),
                 "min_frequency": int(self.min_frequency),
+                "integer_codes": self.integer_codes
+                if self.integer_codes in (None, "auto")
+                else [str(c) for c in self.integer_codes],
             },
             "feature_names_in": list(self.feature_names_in_),
             "input_kind": self.input_kind_,
@@ -299,6 +353,7 @@ class TabularEncoder:
             "scale": list(self.scale_),
             "nan_indicator_columns": list(self.nan_indicator_columns_),
             "categorical_columns": list(self.categorical_columns_),
+            "code_columns": list(self.code_columns_),
             "categories": {
                 c: {
                     "types": [type(v).__name__ for v in self.categories_[c]],
@@ -327,7 +382,12 @@ class TabularEncoder:
             )
         try:
             params = d["params"]
-            enc = cls(params["categorical"], params["clip"], params["min_frequency"])
+            enc = cls(
+                params["categorical"],
+                params["clip"],
+                params["min_frequency"],
+                params.get("integer_codes"),  # absent in encoders saved before it existed
+            )
             enc.feature_names_in_ = [str(c) for c in d["feature_names_in"]]
             enc.n_features_in_ = len(enc.feature_names_in_)
             enc.input_kind_ = str(d["input_kind"])
@@ -336,6 +396,7 @@ class TabularEncoder:
             enc.scale_ = [float(v) for v in d["scale"]]
             enc.nan_indicator_columns_ = [str(c) for c in d["nan_indicator_columns"]]
             enc.categorical_columns_ = [str(c) for c in d["categorical_columns"]]
+            enc.code_columns_ = [str(c) for c in d.get("code_columns", [])]
             enc.categories_ = {
                 c: [
                     _DECODERS[t](v)
@@ -392,12 +453,13 @@ class TabularEncoder:
     def __repr__(self) -> str:
         state = (
             f", {len(self.numeric_columns_)} numeric, {len(self.categorical_columns_)} categorical"
+            + (f" ({len(self.code_columns_)} of them integer codes)" if self.code_columns_ else "")
             if self.is_fitted
             else ", not fitted"
         )
         return (
             f"TabularEncoder(categorical={self.categorical!r}, clip={self.clip!r}, "
-            f"min_frequency={self.min_frequency!r}{state})"
+            f"min_frequency={self.min_frequency!r}, integer_codes={self.integer_codes!r}{state})"
         )
 
 
