@@ -134,3 +134,13 @@ def test_a_teacher_worse_than_the_student_alone_is_not_distilled_into_the_saved_
     y = pd.read_csv(tmp_path / "data.csv")["label"].eq("yes").to_numpy()
     assert saved[y].mean() > saved[~y].mean()
     assert distilled[y].mean() < distilled[~y].mean()
+
+
+def test_a_small_validation_split_is_flagged():
+    from crosskd.pipeline import _small_validation
+
+    few = _small_validation("binary", np.r_[np.ones(9), np.zeros(400)])
+    assert "only 9 positive rows (of 409 rows)" in few and "`validation_size`" in few
+    assert _small_validation("binary", np.r_[np.ones(30), np.zeros(400)]) is None
+    assert "only 60 rows" in _small_validation("multiclass", np.arange(60) % 3)
+    assert _small_validation("sequence", ["ab"] * 50) is None
