@@ -353,8 +353,8 @@ SETTINGS: dict[str, Setting] = {
             "early_stopping",
             "a positive integer, auto or null",
             "epochs without a better validation metric before the learning rate is cut (tables, "
-            "auto: a thirtieth of the epoch budget, at least 3; 3 cuts, then training stops) or "
-            "training stops (null: never)",
+            "images, auto: a thirtieth of the epoch budget, at least 3; 3 cuts, then training "
+            "stops) or training stops (null: never)",
             {"table": "auto", "image": "auto", "textline": None},
             _optional(_auto_or(_integer)),
         ),

@@ -103,7 +103,7 @@ def test_a_default_run_reports_the_teacher_and_budget_it_chose(tmp_path, monkeyp
             "--quiet", "--latency-repeats", "1"]  # fmt: skip
     assert main(argv) == 0
     said = capsys.readouterr().out
-    assert "teacher auto: 68 training images < 3,000: resnet10t" in said
+    assert "teacher auto: 68 training images < 20,000: resnet10t" in said
     report = json.loads((out / "report.json").read_text())
     teacher = report["teacher"]
     assert teacher["model"] == "resnet10t"
