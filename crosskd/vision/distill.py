@@ -541,11 +541,13 @@ def distill_images(
         data: training images (see above).
         out: output folder (created; refused when it holds other files).
         **settings: ``progress`` (show progress bars), ``echo`` (where progress lines and the table
-            go: ``print``; ``lambda s: None`` for silence), and any image setting of :mod:`crosskd.config` (``test``, ``teacher``
-            (timm:NAME), ``teacher_model``, ``student`` (mlp, cnn, timm:NAME), ``hidden``,
-            ``image_size``, ``teacher_input_size``, ``shift``, ``augment``, ``epochs``,
-            ``teacher_epochs``, ``baseline``, ...); defaults from
-            :func:`crosskd.config.defaults` ``("image")``.
+            go: ``print``; ``lambda s: None`` for silence), and any image setting of
+            :mod:`crosskd.config` (``test``, ``teacher`` (auto: :func:`choose_image_teacher`, or
+            timm:NAME), ``teacher_model``, ``student`` (mlp, cnn, timm:NAME), ``hidden``,
+            ``image_size``, ``teacher_input_size``, ``shift``, ``augment``, ``epochs`` (auto:
+            :func:`image_epochs`, ended on the validation images), ``teacher_epochs``,
+            ``batch_size``, ``baseline``, ...); defaults from :func:`crosskd.config.defaults`
+            ``("image")``.
 
     Returns:
         The report (also ``out/report.json``; see :mod:`crosskd.pipeline`). Files:
