@@ -33,6 +33,7 @@ __all__ = [
     "ImageKind",
     "TeacherChoice",
     "choose_image_teacher",
+    "teacher_input_size",
     "image_epochs",
     "build_image_student",
     "save_teacher_checkpoint",
