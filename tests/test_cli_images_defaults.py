@@ -168,3 +168,16 @@ def test_settings_accept_auto_for_the_image_budget():
     s = resolve_settings(None, {"data": "d", "out": "o", "epochs": "auto", "batch_size": 32},
                          "image")  # fmt: skip
     assert (s["epochs"], s["batch_size"], s["teacher"]) == ("auto", 32, "auto")
+
+
+def test_the_image_batch_gives_enough_steps_on_every_device():
+    from crosskd.pipeline import make_kind
+    from crosskd.trainer import auto_batch_size
+
+    base = {"data": "d.npz", "out": "o", "device": "cpu"}
+    kind = make_kind("image", resolve_settings(None, base, "image"))
+    assert (kind._batch(306), kind._batch(1_374), kind._batch(100_000)) == (16, 32, 512)
+    # the trainer's CUDA rule would give 306 images a single step an epoch
+    assert auto_batch_size("cuda", 306) == 512
+    given = make_kind("image", resolve_settings(None, {**base, "batch_size": 24}, "image"))
+    assert given._batch(306) == 24
