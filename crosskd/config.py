@@ -277,9 +277,10 @@ SETTINGS: dict[str, Setting] = {
         _S(
             "teacher",
             "a model name",
-            "the teacher to train: lightgbm (tables), timm:NAME (images), a CRNN backbone: tiny or "
+            "the teacher to train: lightgbm (tables), timm:NAME or auto (images, auto: a narrow "
+            "timm resnet10t sized to the number and size of the images), a CRNN backbone: tiny or "
             "a timm CNN name (text lines)",
-            {"table": "lightgbm", "image": "timm:resnet18", "textline": "resnet18"},
+            {"table": "lightgbm", "image": "auto", "textline": "resnet18"},
             _text,
         ),
         _S(
@@ -366,10 +367,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "epochs",
-            "a positive integer (tables: or auto)",
-            "maximum student epochs (tables, auto: enough for 10,000 steps, 20 to 300 epochs, "
-            "ended when the validation metric stops improving)",
-            {"table": "auto", "image": 20, "textline": 30},
+            "a positive integer (tables, images: or auto)",
+            "maximum student epochs (tables, images, auto: enough for 10,000 steps, 20 to 300 "
+            "epochs, for images at most 300,000 image passes and at least 10 epochs; ended when "
+            "the validation metric stops improving)",
+            {"table": "auto", "image": "auto", "textline": 30},
             _auto_or(_integer),
         ),
         _S(
@@ -383,9 +385,9 @@ SETTINGS: dict[str, Setting] = {
             "early_stopping",
             "a positive integer, auto or null",
             "epochs without a better validation metric before the learning rate is cut (tables, "
-            "auto: a thirtieth of the epoch budget, at least 3; 3 cuts, then training stops) or "
-            "training stops (null: never)",
-            {"table": "auto", "image": None, "textline": None},
+            "images, auto: a thirtieth of the epoch budget, at least 3; 3 cuts, then training "
+            "stops) or training stops (null: never)",
+            {"table": "auto", "image": "auto", "textline": None},
             _optional(_auto_or(_integer)),
         ),
         _S(
@@ -393,7 +395,7 @@ SETTINGS: dict[str, Setting] = {
             "a positive integer or auto",
             "rows per step (auto: the largest power of two from 16 to 512 that gives at least "
             "32 steps an epoch)",
-            {"table": "auto", "image": 128, "textline": 32},
+            {"table": "auto", "image": "auto", "textline": 32},
             _auto_or(_integer),
         ),
         _S(
