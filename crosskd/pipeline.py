@@ -484,6 +484,7 @@ _CHOSEN = (
     "temperature_",
     "alpha_",
     "method_",
+    "teacher_choice_",
     "epochs_",
     "early_stopping_",
     "schedule_",
@@ -643,7 +644,8 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
     teacher = kind.teacher(parts, out, echo)
     baseline = None
     if settings["baseline"]:
-        echo(f"training the baseline: the student on labels alone ({epochs} epochs at most) ...")
+        budget = "epochs chosen on validation" if epochs == "auto" else f"{epochs} epochs at most"
+        echo(f"training the baseline: the student on labels alone ({budget}) ...")
         kind.role = "baseline"
         baseline = kind.fit(None, kind.student_model(), 0.0, parts, epochs)
     echo(

@@ -462,6 +462,21 @@ def _summary(
             )
             + ".",
         ]
+    chosen = {r: (parts[r].get("chosen") or {}) for r in parts}
+    chosen = {r: c for r, c in chosen.items() if c}
+    if chosen:
+        lines += ["", "## Chosen for the `auto` settings", ""]
+        for role, values in chosen.items():
+            shown = {k: v for k, v in values.items() if k != "search"}
+            lines.append(f"- {role}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+            if values.get("search"):
+                search = values["search"]
+                lines.append(
+                    f"  (search on validation: {len(search.get('trials', []))} trials, chosen "
+                    f"{search.get('chosen')}"
+                    + ("; uncertain" if search.get("uncertain") else "")
+                    + ")"
+                )
     settings = report.get("settings") or {}
     if settings:
         lines += ["", "## Settings", ""]
