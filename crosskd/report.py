@@ -465,7 +465,7 @@ def _summary(
     chosen = {r: (parts[r].get("chosen") or {}) for r in parts}
     chosen = {r: c for r, c in chosen.items() if c}
     if chosen:
-        lines += ["", "## Chosen for the `auto` settings", ""]
+        lines += ["", "## What each trainer used (`auto` settings resolved)", ""]
         for role, values in chosen.items():
             shown = {k: v for k, v in values.items() if k != "search"}
             lines.append(f"- {role}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
