@@ -186,18 +186,67 @@ class TableKind(BaseKind):
         # The encoder is fitted here, on the rows Distiller.fit fits it on, so that data it refuses
         # (±inf, dates, text in a numeric test column) stops the run before the teacher trains.
         self.classes = data.classes
+        given = self.s["integer_codes"]
+        self.codes = None if given == "none" else given
         probe = self._student(len(data.classes))
         probe.encoder.fit(parts.train[0])
-        data.info["integer_codes"] = list(probe.encoder.code_columns_)
-        if probe.encoder.code_columns_:
-            echo(
-                "integer columns read as numbers and as categories (`integer_codes`): "
-                + ", ".join(repr(c) for c in probe.encoder.code_columns_)
-            )
         where = "`test`" if self.s["test"] is not None else "the test rows"
         X_test = _numeric_test_columns(parts.test[0], probe.encoder.numeric_columns_, where)
         probe.encoder.transform(X_test)
         parts.test = (X_test, parts.test[1])
+        found = list(probe.encoder.code_columns_)
+        info: dict[str, Any] = {"columns": found, "used": bool(found), "validation": None}
+        if given == "auto" and found:
+            info = self._choose_codes(found, parts, echo)
+        elif found:
+            echo("integer columns read as numbers and as categories (`integer_codes`): "
+                 + ", ".join(repr(c) for c in found))  # fmt: skip
+        data.info["integer_codes"] = info
+
+    def _choose_codes(self, found: list[str], parts: Parts, echo: Callable[[str], Any]) -> dict:
+        """``integer_codes="auto"``: the student alone, trained with the candidate columns read
+        as categories too and without, compared on the validation rows; the categories are kept
+        only when they win by more than one standard error (the trained student is reused as
+        the run's baseline)."""
+        from .selection import compare_on_validation
+
+        echo(
+            f"integer columns that may be codes: {', '.join(repr(c) for c in found)}; training "
+            "the student alone with and without reading them as categories ..."
+        )
+        self.role = "baseline"
+        epochs, k = self.s["epochs"], len(self.classes)
+        fits = {}
+        for codes in ("auto", None):
+            self.codes = codes
+            fits[codes] = self.fit(None, self._student(k), 0.0, parts, epochs)
+        x_val, y_val = parts.val
+        compared = compare_on_validation(
+            "binary" if k == 2 else "multiclass",
+            y_val,
+            self.evaluate(fits[None], x_val, y_val)[1],
+            self.evaluate(fits["auto"], x_val, y_val)[1],
+        )
+        use = compared["deployed"] == "baseline"  # with categories, better by > 1 std. error
+        self.codes = "auto" if use else None
+        self._baseline = fits[self.codes]
+        scores = compared["validation"]
+        echo(
+            f"integer codes {'used' if use else 'not used'}: validation {compared['metric']} "
+            f"{scores['baseline']:.4f} with them, {scores['student']:.4f} without (standard "
+            f"error of the difference {compared['standard_error']:.4f})"
+        )
+        return {
+            "columns": found,
+            "used": use,
+            "validation": {
+                "metric": compared["metric"],
+                "with_codes": scores["baseline"],
+                "without": scores["student"],
+                "standard_error": compared["standard_error"],
+                "rule": "used when better with them by more than one standard error",
+            },
+        }
 
     def teacher(self, parts: Parts, out: Path, echo: Callable[[str], Any]) -> TeacherResult:
         from .distributed import barrier, distributed_context, launched_distributed
@@ -237,8 +286,7 @@ class TableKind(BaseKind):
     def _student(self, num_classes: int) -> Any:
         from .tabular import TabularEncoder, TabularStudent
 
-        codes = self.s["integer_codes"]
-        encoder = TabularEncoder(integer_codes=None if codes == "none" else codes)
+        encoder = TabularEncoder(integer_codes=self.codes)
         return TabularStudent(
             hidden=tuple(self.s["hidden"]), num_classes=num_classes, encoder=encoder
         )
@@ -249,6 +297,10 @@ class TableKind(BaseKind):
     def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
         from .trainer import Distiller
 
+        cached = getattr(self, "_baseline", None)
+        if teacher is None and alpha == 0.0 and cached is not None:
+            self._baseline = None  # the student alone trained when integer codes were chosen
+            return cached
         return Distiller(
             teacher,
             student,

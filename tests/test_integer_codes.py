@@ -102,21 +102,34 @@ def test_student_serving_and_onnx_agree_with_torch(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_cli_reads_integer_codes_and_reports_them(tmp_path, capsys):
+def test_cli_chooses_integer_codes_on_validation_and_reports_them(tmp_path, capsys):
     data = frame(n=900)
     data["label"] = np.where((data.region % 5 == 0) | (data.amount > 1.2), "yes", "no")
     data.to_csv(tmp_path / "t.csv", index=False)
     argv = ["distill", "--data", str(tmp_path / "t.csv"), "--target", "label", "--epochs", "3",
-            "--no-baseline", "--quiet"]  # fmt: skip
+            "--quiet"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "auto")]) == 0
-    assert "read as numbers and as categories (--integer-codes): 'region', 'age'" in (
-        capsys.readouterr().out
-    )
+    printed = capsys.readouterr().out
+    assert "integer columns that may be codes: 'region', 'age'" in printed
     report = json.loads((tmp_path / "auto" / "report.json").read_text())
     assert report["settings"]["integer_codes"] == "auto"
+    info = report["data"]["integer_codes"]
+    assert info["columns"] == ["region", "age"] and isinstance(info["used"], bool)
+    v = info["validation"]
+    assert v["metric"] == "average_precision" and v["standard_error"] >= 0
+    assert info["used"] == (v["with_codes"] - v["without"] > v["standard_error"])
     encoder = crosskd.load(tmp_path / "auto").student_.encoder
-    assert encoder.code_columns_ == ["region", "age"]
+    assert encoder.code_columns_ == (["region", "age"] if info["used"] else [])
+    # the student alone trained for the choice is the run's baseline (no third fit)
+    assert report["baseline"]["params"] == report["student"]["params"]
+
+    argv.append("--no-baseline")
     assert main([*argv, "--out", str(tmp_path / "none"), "--integer-codes", "none"]) == 0
     assert crosskd.load(tmp_path / "none").student_.encoder.code_columns_ == []
     assert main([*argv, "--out", str(tmp_path / "one"), "--integer-codes", "flag"]) == 0
+    assert "read as numbers and as categories (--integer-codes): 'flag'" in (
+        capsys.readouterr().out
+    )
     assert crosskd.load(tmp_path / "one").student_.encoder.code_columns_ == ["flag"]
+    info = json.loads((tmp_path / "one" / "report.json").read_text())["data"]["integer_codes"]
+    assert info == {"columns": ["flag"], "used": True, "validation": None}
