@@ -468,7 +468,7 @@ def test_cli_bad_data(tmp_path, capsys, case, message):
         (
             ["--epochs", "0"],
             ConfigError,
-            "--epochs must be a positive integer .tables: or auto., got 0",
+            "--epochs must be a positive integer .*or auto.*, got 0",
         ),
         (
             ["--batch-size", "0"],
