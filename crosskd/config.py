@@ -334,10 +334,10 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "epochs",
-            "a positive integer (tables: or auto)",
-            "maximum student epochs (tables, auto: enough for 10,000 steps, 20 to 300 epochs, "
-            "ended when the validation metric stops improving)",
-            {"table": "auto", "image": 20, "textline": 30},
+            "a positive integer (tables, text lines: or auto)",
+            "maximum student epochs (tables, text lines, auto: enough for 10,000 steps, 20 to 300 "
+            "epochs, ended when the validation metric stops improving)",
+            {"table": "auto", "image": 20, "textline": "auto"},
             _auto_or(_integer),
         ),
         _S(
@@ -409,11 +409,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "augment",
-            "true or false",
+            "true or false (text lines: or auto)",
             "augment training batches: random shifts (images), affine jitter, blur and noise "
-            "(text lines)",
-            {"image": True, "textline": True},
-            _bool,
+            "(text lines; auto: used or not as the validation lines of a short teacher run say)",
+            {"image": True, "textline": "auto"},
+            _auto_or(_bool),
         ),
         _S(
             "shift",
