@@ -365,6 +365,7 @@ def _run_choices(fitted: Any, setting: Any, choice: str | None) -> dict[str, Any
         "epochs": fitted.epochs_,
         "epochs_run": len(fitted.history_),
         "best_epoch": fitted.best_epoch_,
+        "best_val_cer": min((float(h["val_cer"]) for h in fitted.history_), default=None),
         "stop_reason": fitted.stop_reason_,
         "restarts": fitted.restarts_,
     }
