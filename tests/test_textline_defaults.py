@@ -15,7 +15,7 @@ import torch
 from crosskd import ConfigError
 from crosskd.vision import Alphabet, CTCDistiller
 from crosskd.vision.augment import textline_augment_candidates
-from crosskd.vision.ctc_trainer import STOP_REASONS
+from crosskd.vision.ctc_trainer import STALL_CER, STOP_REASONS, _PlateauAfterBlank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_cli_textline import labels as line_labels  # noqa: E402
@@ -130,6 +130,30 @@ def test_auto_budget_stops_when_the_validation_cer_stops_improving():
     stopped = _trainer(epochs=50, early_stopping=2).fit(x, y, eval_set=(xv, yv))
     assert stopped.stop_reason_ == "early_stopping" and len(stopped.history_) < 50
     assert set(STOP_REASONS) == {"plateau", "early_stopping", "budget"}
+
+
+def test_the_plateau_check_waits_for_optimiser_steps_and_blank_epochs_are_not_a_plateau():
+    x, y = _lines(24, 0)
+    # 3 steps an epoch: the all-blank check after ceil(200 / 3) = 67 epochs; explicit values kept
+    assert _trainer(epochs=2).fit(x, y).plateau_epochs_ == 67
+    assert _trainer(epochs=2, plateau_epochs=4).fit(x, y).plateau_epochs_ == 4
+    with pytest.raises(ConfigError, match="plateau_epochs"):
+        _trainer(plateau_epochs="soon").fit(x, y)
+
+    class State:
+        epoch, stop, lr_scale = 0, False, 1.0
+
+    state = State()
+    callback = _PlateauAfterBlank("val_cer", False, 1, reductions=1, grace=4)
+    callback.on_attempt_start(state)
+    for epoch in range(1, 5):  # still reading nothing: no cut, no stop within the grace epochs
+        state.epoch = epoch
+        callback.on_epoch_end(state, {"val_cer": STALL_CER + 0.1})
+    assert callback.cuts == 0 and not state.stop and state.lr_scale == 1.0
+    for epoch, cer in ((5, 0.5), (6, 0.6), (7, 0.6)):  # off the plateau: the usual rule
+        state.epoch = epoch
+        callback.on_epoch_end(state, {"val_cer": cer})
+    assert callback.cuts == 1 and state.stop
 
 
 # ------------------------------------------------------------------------- the command line

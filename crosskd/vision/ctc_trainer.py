@@ -71,6 +71,10 @@ AUGMENT_SEARCH_EPOCHS = 8
 #: cuts) kept a 450-line teacher training for 40 epochs or more after its best one.
 PLATEAU_PATIENCE = 5
 PLATEAU_CUTS = 2
+#: ``plateau_epochs="auto"``: the all-blank check runs after this many optimiser steps (at least
+#: :data:`PLATEAU_MIN_EPOCHS` epochs).
+PLATEAU_STEPS = 200
+PLATEAU_MIN_EPOCHS = 5
 #: why a run ended (``stop_reason_``).
 STOP_REASONS = ("plateau", "early_stopping", "budget")
 
@@ -90,6 +94,23 @@ def auto_line_batch_size(device: torch.device, n_lines: int) -> int:
         return CPU_BATCH_SIZE
     fit = max(1, n_lines // 32)
     return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
+
+
+class _PlateauAfterBlank(ReduceOnPlateau):
+    """:class:`~crosskd.engine.ReduceOnPlateau` that leaves out the epochs a CTC model still
+    spends on the all-blank plateau (validation CER >= :data:`STALL_CER`) in the first ``grace``
+    epochs of an attempt: a flat CER there means "not started", not "converged", and cutting the
+    rate then only keeps the model there longer."""
+
+    def __init__(self, *args: Any, grace: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.grace = grace
+
+    def on_epoch_end(self, state: Any, record: dict[str, float]) -> None:
+        value = record.get(self.monitor)
+        if state.epoch <= self.grace and value is not None and value >= STALL_CER:
+            return
+        super().on_epoch_end(state, record)
 
 
 class _FirstInput:
@@ -154,7 +175,13 @@ class CTCDistiller:
             a fresh start leaves it. Each restart trains the full ``epochs`` again; ``restarts_``
             counts them and ``history_`` keeps every attempt's epochs (key ``attempt``).
         plateau_epochs: the epoch after which the plateau check runs (once per attempt; not when
-            it is the last epoch).
+            it is the last epoch), or ``"auto"``: after :data:`PLATEAU_STEPS` optimiser steps, at
+            least 5 epochs (``plateau_epochs_``). Leaving the plateau takes optimiser steps, not
+            epochs: a ``tiny`` CRNN on 270 MNIST digit lines (9 steps an epoch) read nothing for
+            11 epochs (about 100 steps) and then started to read; a check after 5 epochs (45
+            steps) restarted such runs while they were on their way out. While the validation CER
+            is still >= 0.85 in the first ``2 * plateau_epochs_`` epochs of an attempt, the plateau
+            schedule neither cuts the rate nor stops.
         teacher_mode: ``"cached"`` runs the teacher once over the training lines (frame logits and
             decodings kept); ``"online"`` runs it on every (augmented) batch; ``"auto"`` is online
             only when ``augment`` is given.
@@ -224,7 +251,7 @@ class CTCDistiller:
         grad_clip: float | None = 5.0,
         early_stopping: int | None = None,
         plateau_restarts: int = 3,
-        plateau_epochs: int = 5,
+        plateau_epochs: int | str = "auto",
         augment: Callable[[Any], Any] | str | Mapping[str, Any] | None = None,
         augment_epochs: int | str = "auto",
         teacher_mode: str = "auto",
@@ -323,7 +350,8 @@ class CTCDistiller:
                 f"plateau_restarts must be an integer >= 0 (0: never restart), got "
                 f"{self.plateau_restarts!r}."
             )
-        _positive(self.plateau_epochs, "plateau_epochs")
+        if self.plateau_epochs != "auto":
+            _positive(self.plateau_epochs, "plateau_epochs")
         if not (isinstance(self.warmup_epochs, (int, float)) and self.warmup_epochs >= 0):
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}.")
         if self.grad_clip is not None:
@@ -526,6 +554,7 @@ class CTCDistiller:
                 augment=augment,
                 epochs=r,
                 schedule="plateau",  # the peak rate: the winner continues from here
+                early_stopping=r,  # no cut of the rate within the candidates' epochs
                 checkpoint_dir=None,
                 progress=f"{label} (augment {name})" if progress else False,
             ).fit(images, labels, eval_set=eval_set, transfer=transfer)
@@ -682,17 +711,27 @@ class CTCDistiller:
             self.schedule_ = "plateau" if self.epochs == "auto" and val is not None else "cosine"
         if self.schedule_ == "plateau":
             stopper.patience = None  # the plateau callback stops the run
+        self.plateau_epochs_ = (
+            max(PLATEAU_MIN_EPOCHS, math.ceil(PLATEAU_STEPS / steps))
+            if self.plateau_epochs == "auto"
+            else int(self.plateau_epochs)
+        )
         restarter = PlateauRestart(
             stalled,
             int(self.plateau_restarts),
-            int(self.plateau_epochs),
+            self.plateau_epochs_,
             self.epochs_,
             say=(lambda m: print(f"ctc: {m}", file=sys.stderr)) if self.progress and main else None,
         )
         callbacks: list[Callback] = [stopper, restarter]
         if self.schedule_ == "plateau" and val is not None:
             patience = self.early_stopping or min(PLATEAU_PATIENCE, plateau_patience(self.epochs_))
-            callbacks.append(ReduceOnPlateau("val_cer", False, patience, reductions=PLATEAU_CUTS))
+            callbacks.append(
+                _PlateauAfterBlank(
+                    "val_cer", False, patience, reductions=PLATEAU_CUTS,
+                    grace=2 * self.plateau_epochs_,
+                )
+            )  # fmt: skip
 
         def identity() -> dict[str, Any]:
             from ..checkpoint import tensor_fingerprint

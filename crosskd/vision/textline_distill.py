@@ -368,6 +368,7 @@ def _run_choices(fitted: Any, setting: Any, choice: str | None) -> dict[str, Any
         "best_val_cer": min((float(h["val_cer"]) for h in fitted.history_), default=None),
         "stop_reason": fitted.stop_reason_,
         "restarts": fitted.restarts_,
+        "plateau_check_epoch": getattr(fitted, "plateau_epochs_", None),
     }
 
 
