@@ -105,7 +105,7 @@ def run_recipe(recipe: str, train: Path, test: Path, out: Path, seed: int, quick
     if out.exists():
         shutil.rmtree(out)
     command = [sys.executable, "-m", "crosskd", "distill", "--task", "textline", "--data",
-               str(train), "--test", str(test), "--out", str(out), "--quiet", "--no-baseline",
+               str(train), "--test", str(test), "--out", str(out), "--no-baseline",
                "--seed", str(seed)]  # fmt: skip
     config_text = ""
     for flag in RECIPES[recipe]:
