@@ -228,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--work", default="/tmp/textline-defaults")
     parser.add_argument("--quick", action="store_true", help="tiny models, 2 epochs (tests)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--name",
+        default="textline_defaults",
+        help="results file stem (e.g. textline_defaults-old for --recipes old)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.train_lines, args.test_lines = 40, 10
@@ -240,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results = Results("textline_defaults", argv, quick=args.quick)
     work = Path(args.work)
     runs: dict[str, dict[str, dict[int, dict]]] = {}
-    name = "textline_defaults-quick" if args.quick else "textline_defaults"
+    name = f"{args.name}-quick" if args.quick else args.name
     payload: dict[str, Any] = {}
     data = {name: write_set(name, work, args.train_lines, args.test_lines) for name in sets}
     for seed in seeds:  # every set and recipe of one seed before the next seed
@@ -270,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "the lower validation CER of the distilled student.\n\n" + table(rows)
                 )
                 if not args.quick:
-                    (args.out / "textline_defaults.md").write_text(text)
+                    (args.out / f"{name}.md").write_text(text)
     print(table(rows_of(runs)))
     return payload
 
