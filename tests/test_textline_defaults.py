@@ -86,6 +86,24 @@ def test_augmentation_search_keeps_the_candidate_that_reads_the_validation_lines
     assert fitted.evaluate(xv, yv)["cer"] == 0.0
 
 
+def test_with_the_auto_budget_each_candidate_trains_until_its_first_plateau():
+    x, y = _lines(40, 0)
+    xv, yv = _lines(8, 1)
+    fitted = _trainer(augment={"blank": _blank, "none": None}, epochs="auto").fit(
+        x, y, eval_set=(xv, yv)
+    )
+    search = fitted.augment_search_
+    assert search["epochs"] == "until the first plateau" and fitted.augment_ == "none"
+    scores = search["candidates"]
+    # (the blanked candidate's first epoch happens to read the 8 lines: its lowest CER ties)
+    assert scores["none"]["val_cer_last"] == 0.0 < scores["blank"]["val_cer_last"]
+    # a candidate stops where the first cut of the rate would come: 5 epochs without a better CER
+    assert all(6 <= s["epochs"] < 40 for s in scores.values())
+    assert len(fitted.history_) > scores["none"]["epochs"]  # the winner continued
+    assert fitted.epochs_ == 300 and fitted.stop_reason_ == "plateau"
+    assert fitted.evaluate(xv, yv)["cer"] == 0.0
+
+
 def test_augmentation_search_ties_go_to_the_first_candidate_and_short_budgets_only_probe():
     x, y = _lines(24, 0)
     xv, yv = _lines(8, 1)

@@ -71,6 +71,7 @@ AUGMENT_SEARCH_EPOCHS = 8
 #: cuts) kept a 450-line teacher training for 40 epochs or more after its best one.
 PLATEAU_PATIENCE = 5
 PLATEAU_CUTS = 2
+PLATEAU_FACTOR = 0.3
 #: ``plateau_epochs="auto"``: the all-blank check runs after this many optimiser steps (at least
 #: :data:`PLATEAU_MIN_EPOCHS` epochs).
 PLATEAU_STEPS = 200
@@ -191,14 +192,19 @@ class CTCDistiller:
             :func:`~crosskd.vision.textline_augment` (the candidates of
             :func:`~crosskd.vision.augment.textline_augment_candidates`); or a mapping
             ``{name: callable or None}`` of candidates to choose between. Choosing (needs
-            ``eval_set``) is successive halving with one round: every candidate trains
-            ``augment_epochs`` epochs from the same initial weights at the peak learning rate,
-            the one with the lowest validation CER continues from its weights for the rest of
-            the budget, the others stop. Cost: the run plus ``augment_epochs`` epochs per other
-            candidate. ``augment_`` names the choice and ``augment_search_`` holds every
-            candidate's validation CER.
+            ``eval_set``) is successive halving with one round: every candidate trains from the
+            same initial weights at the peak learning rate, with ``epochs="auto"`` until its first
+            plateau (where the plateau schedule would cut the rate), else ``augment_epochs``
+            epochs; the one with the lowest validation CER continues from its best weights for
+            the rest of the budget (at the rate of the first cut), the others stop. Cost: the
+            run plus each other candidate's epochs (about 1.6x a run for two candidates).
+            Short candidates choose badly: after 8 epochs no augmentation led on the MNIST and
+            8x8 digit lines, while the augmented runs ended lower (benchmarks/textline_defaults.py).
+            ``augment_`` names the choice and ``augment_search_`` holds every candidate's
+            validation CER.
         augment_epochs: epochs of each candidate when choosing the augmentation, or ``"auto"``
-            (:data:`AUGMENT_SEARCH_EPOCHS`, at most half of a fixed ``epochs``).
+            (until its first plateau with ``epochs="auto"``; else :data:`AUGMENT_SEARCH_EPOCHS`,
+            at most half of the fixed ``epochs``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` or ``"auto"`` (bf16-mixed on a GPU
             that supports it, else 32); the chosen value is ``precision_``.
@@ -544,6 +550,9 @@ class CTCDistiller:
                 "or a mapping). Pass the chosen augmentation (augment_ of the first run) to resume."
             )
         candidates = self._candidates()
+        # epochs="auto": every candidate trains until its first plateau (where the schedule would
+        # cut the rate); else a fixed number of epochs (augment_epochs)
+        to_plateau = self.epochs == "auto" and self.augment_epochs == "auto"
         r = self._search_epochs()
         progress = self.progress
         label = progress if isinstance(progress, str) else "ctc"
@@ -552,12 +561,15 @@ class CTCDistiller:
         for name, augment in candidates.items():
             probe = self._derived(
                 augment=augment,
-                epochs=r,
+                epochs="auto" if to_plateau else r,
                 schedule="plateau",  # the peak rate: the winner continues from here
-                early_stopping=r,  # no cut of the rate within the candidates' epochs
+                early_stopping=None if to_plateau else r,  # fixed: no cut within the r epochs
                 checkpoint_dir=None,
                 progress=f"{label} (augment {name})" if progress else False,
-            ).fit(images, labels, eval_set=eval_set, transfer=transfer)
+            )
+            if to_plateau:
+                probe._plateau_cuts = 0  # stop where the first cut would come
+            probe.fit(images, labels, eval_set=eval_set, transfer=transfer)
             last = _last_attempt(probe.history_)
             curve = [float(h["val_cer"]) for h in last]
             scores[name] = {
@@ -583,9 +595,13 @@ class CTCDistiller:
                 augment=candidates[chosen],
                 epochs=self.epochs if self.epochs == "auto" else int(self.epochs) - r,
                 warmup_epochs=0.0,
+                # after a candidate's first plateau: the rate of the first cut, one cut fewer
+                lr=float(self.lr) * (PLATEAU_FACTOR if to_plateau else 1.0),
                 progress=f"{label} (augment {chosen})" if progress else False,
             )
-            rest._spent_epochs = r
+            rest._spent_epochs = spent
+            if to_plateau:
+                rest._plateau_cuts = PLATEAU_CUTS - 1
             rest.fit(images, labels, eval_set=eval_set, transfer=transfer)
             last_run = rest
             best_rest = min(float(h["val_cer"]) for h in _last_attempt(rest.history_))
@@ -599,7 +615,7 @@ class CTCDistiller:
                 best_epoch = rest.best_epoch_ + (0 if rest.restarts_ else spent)
             else:  # the continuation never beat the candidate's best epoch: keep that one
                 best_epoch = probe.best_epoch_
-            epochs_budget = r + rest.epochs_
+            epochs_budget = spent + rest.epochs_
         else:
             history, best_epoch, epochs_budget = probe.history_, probe.best_epoch_, probe.epochs_
         for name, value in vars(fitted).items():
@@ -612,7 +628,11 @@ class CTCDistiller:
         self.restarts_ = restarts
         self.stop_reason_ = last_run.stop_reason_
         self.augment_ = chosen
-        self.augment_search_ = {"epochs": r, "chosen": chosen, "candidates": scores}
+        self.augment_search_ = {
+            "epochs": "until the first plateau" if to_plateau else r,
+            "chosen": chosen,
+            "candidates": scores,
+        }
         self.augment_choice_ = candidates[chosen]
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -728,7 +748,8 @@ class CTCDistiller:
             patience = self.early_stopping or min(PLATEAU_PATIENCE, plateau_patience(self.epochs_))
             callbacks.append(
                 _PlateauAfterBlank(
-                    "val_cer", False, patience, reductions=PLATEAU_CUTS,
+                    "val_cer", False, patience, factor=PLATEAU_FACTOR,
+                    reductions=self._plateau_cuts,
                     grace=2 * self.plateau_epochs_,
                 )
             )  # fmt: skip
@@ -814,6 +835,8 @@ class CTCDistiller:
     )  # fmt: skip
     #: epochs already trained by a continued run (the augmentation search); the cap counts them.
     _spent_epochs = 0
+    #: cuts of the plateau schedule before it stops (0 for a candidate of the augmentation search).
+    _plateau_cuts = PLATEAU_CUTS
 
     #: settings that change the training trajectory: a checkpoint resumes only with equal values.
     _RUN_SETTINGS = (

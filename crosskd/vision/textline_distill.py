@@ -278,8 +278,9 @@ class TextlineKind(BaseKind):
         if fitted.augment_search_ is not None:
             scores = fitted.augment_search_["candidates"]
             shown = ", ".join(f"{k} {v['val_cer']:.3f}" for k, v in scores.items())
-            echo(f"augmentation: {fitted.augment_} (validation CER after "
-                 f"{fitted.augment_search_['epochs']} epochs: {shown})")  # fmt: skip
+            span = fitted.augment_search_["epochs"]
+            span = span if isinstance(span, str) else f"after {span} epochs"
+            echo(f"augmentation: {fitted.augment_} (validation CER {span}: {shown})")  # fmt: skip
         choice = self.choices["teacher"]
         echo(f"teacher: {choice['epochs_run']} epochs (stopped: {choice['stop_reason']}), best "
              f"epoch {choice['best_epoch']}")  # fmt: skip
