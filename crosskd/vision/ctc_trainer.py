@@ -191,20 +191,20 @@ class CTCDistiller:
             the validation lines between no augmentation and
             :func:`~crosskd.vision.textline_augment` (the candidates of
             :func:`~crosskd.vision.augment.textline_augment_candidates`); or a mapping
-            ``{name: callable or None}`` of candidates to choose between. Choosing (needs
-            ``eval_set``) is successive halving with one round: every candidate trains from the
-            same initial weights at the peak learning rate, with ``epochs="auto"`` until its first
-            plateau (where the plateau schedule would cut the rate), else ``augment_epochs``
-            epochs; the one with the lowest validation CER continues from its best weights for
-            the rest of the budget (at the rate of the first cut), the others stop. Cost: the
-            run plus each other candidate's epochs (about 1.6x a run for two candidates).
-            Short candidates choose badly: after 8 epochs no augmentation led on the MNIST and
-            8x8 digit lines, while the augmented runs ended lower (benchmarks/textline_defaults.py).
-            ``augment_`` names the choice and ``augment_search_`` holds every candidate's
-            validation CER.
-        augment_epochs: epochs of each candidate when choosing the augmentation, or ``"auto"``
-            (until its first plateau with ``epochs="auto"``; else :data:`AUGMENT_SEARCH_EPOCHS`,
-            at most half of the fixed ``epochs``).
+            ``{name: callable or None}`` of candidates to choose between. Choosing needs
+            ``eval_set``. With ``epochs="auto"`` every candidate trains its whole run from the
+            same initial weights and the one with the lowest validation CER is kept (ties: the
+            lower validation CTC loss of the kept epoch, then the order given); cost: one run per
+            candidate. Shorter races chose badly: after 8 epochs, and at the first plateau of the
+            rate, the unaugmented teacher led on the MNIST and 8x8 digit lines, while the
+            augmented runs ended lower once the rate was cut (benchmarks/textline_defaults.py).
+            With a fixed ``epochs`` (or ``augment_epochs`` given) every candidate trains
+            ``augment_epochs`` epochs at the peak rate and the best continues from its weights
+            for the rest of the budget (successive halving, one round). ``augment_`` names the
+            choice and ``augment_search_`` holds every candidate's validation CER.
+        augment_epochs: epochs of each candidate before the choice, or ``"auto"`` (the whole run
+            with ``epochs="auto"``; else :data:`AUGMENT_SEARCH_EPOCHS`, at most half of the
+            fixed ``epochs``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` or ``"auto"`` (bf16-mixed on a GPU
             that supports it, else 32); the chosen value is ``precision_``.
@@ -550,9 +550,9 @@ class CTCDistiller:
                 "or a mapping). Pass the chosen augmentation (augment_ of the first run) to resume."
             )
         candidates = self._candidates()
-        # epochs="auto": every candidate trains until its first plateau (where the schedule would
-        # cut the rate); else a fixed number of epochs (augment_epochs)
-        to_plateau = self.epochs == "auto" and self.augment_epochs == "auto"
+        # epochs="auto": every candidate trains its whole run (a race to the end); else each
+        # trains augment_epochs epochs at the peak rate and the winner continues
+        full = self.epochs == "auto" and self.augment_epochs == "auto"
         r = self._search_epochs()
         progress = self.progress
         label = progress if isinstance(progress, str) else "ctc"
@@ -561,47 +561,51 @@ class CTCDistiller:
         for name, augment in candidates.items():
             probe = self._derived(
                 augment=augment,
-                epochs="auto" if to_plateau else r,
-                schedule="plateau",  # the peak rate: the winner continues from here
-                early_stopping=None if to_plateau else r,  # fixed: no cut within the r epochs
+                epochs="auto" if full else r,
+                schedule="plateau",  # fixed r: the peak rate, the winner continues from here
+                early_stopping=self.early_stopping if full else r,  # fixed r: no cut within
                 checkpoint_dir=None,
                 progress=f"{label} (augment {name})" if progress else False,
-            )
-            if to_plateau:
-                probe._plateau_cuts = 0  # stop where the first cut would come
-            probe.fit(images, labels, eval_set=eval_set, transfer=transfer)
+            ).fit(images, labels, eval_set=eval_set, transfer=transfer)
             last = _last_attempt(probe.history_)
             curve = [float(h["val_cer"]) for h in last]
+            kept = next((h for h in last if h["epoch"] == probe.best_epoch_), last[-1])
             scores[name] = {
                 "val_cer": min(curve),
+                "val_loss": float(kept.get("val_loss", float("nan"))),
                 "val_cer_last": curve[-1],
                 "epochs": len(probe.history_),
                 "restarts": probe.restarts_,
             }
             probes[name] = probe
-        # the lowest best CER; ties: the lower last-epoch CER, then the order given
+        # the lowest best CER; ties: the lower validation CTC loss of the kept epoch (a race to
+        # the end) or the lower last-epoch CER (fixed r), then the order given
         order = list(candidates)
-        chosen = min(order, key=lambda k: (scores[k]["val_cer"], scores[k]["val_cer_last"],
-                                           order.index(k)))  # fmt: skip
+
+        def rank(k: str) -> tuple[float, float, int]:
+            second = scores[k]["val_loss"] if full else scores[k]["val_cer_last"]
+            return (
+                scores[k]["val_cer"],
+                second if math.isfinite(second) else math.inf,
+                order.index(k),
+            )
+
+        chosen = min(order, key=rank)
         probe = probes[chosen]
         restarts = sum(p.restarts_ for p in probes.values())
         spent = len(_last_attempt(probe.history_))
         fitted: CTCDistiller = probe
         last_run = probe  # the run whose end ended training (its stop reason)
-        if self.epochs == "auto" or int(self.epochs) > r:
+        if not full and int(self.epochs) > r:
             rest = self._derived(
                 student=probe.student_,
                 warm_start=False,
                 augment=candidates[chosen],
-                epochs=self.epochs if self.epochs == "auto" else int(self.epochs) - r,
+                epochs=int(self.epochs) - r,
                 warmup_epochs=0.0,
-                # after a candidate's first plateau: the rate of the first cut, one cut fewer
-                lr=float(self.lr) * (PLATEAU_FACTOR if to_plateau else 1.0),
                 progress=f"{label} (augment {chosen})" if progress else False,
             )
             rest._spent_epochs = spent
-            if to_plateau:
-                rest._plateau_cuts = PLATEAU_CUTS - 1
             rest.fit(images, labels, eval_set=eval_set, transfer=transfer)
             last_run = rest
             best_rest = min(float(h["val_cer"]) for h in _last_attempt(rest.history_))
@@ -629,7 +633,7 @@ class CTCDistiller:
         self.stop_reason_ = last_run.stop_reason_
         self.augment_ = chosen
         self.augment_search_ = {
-            "epochs": "until the first plateau" if to_plateau else r,
+            "epochs": "whole runs" if full else r,
             "chosen": chosen,
             "candidates": scores,
         }

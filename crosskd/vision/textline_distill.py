@@ -279,7 +279,7 @@ class TextlineKind(BaseKind):
             scores = fitted.augment_search_["candidates"]
             shown = ", ".join(f"{k} {v['val_cer']:.3f}" for k, v in scores.items())
             span = fitted.augment_search_["epochs"]
-            span = span if isinstance(span, str) else f"after {span} epochs"
+            span = f"of {span}" if isinstance(span, str) else f"after {span} epochs"
             echo(f"augmentation: {fitted.augment_} (validation CER {span}: {shown})")  # fmt: skip
         choice = self.choices["teacher"]
         echo(f"teacher: {choice['epochs_run']} epochs (stopped: {choice['stop_reason']}), best "
