@@ -240,3 +240,25 @@ def test_small_digit_lines_split_by_scan(tmp_path):
     assert all(4 <= len(t) <= 8 and t.isdigit() for t in texts)
     with pytest.raises(ConfigError, match="'train' or 'test'"):
         load_small_digits("val")
+
+
+@pytest.mark.slow
+def test_textline_defaults_benchmark_quick(tmp_path):
+    """``benchmarks/textline_defaults.py --quick``: one set, the default recipe, the results file."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "textline_defaults.py"
+    spec = importlib.util.spec_from_file_location("textline_defaults", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    payload = module.main(["--quick", "--sets", "digits8", "--recipes", "default,none",
+                           "--seeds", "0", "--out", str(tmp_path), "--work", str(tmp_path / "w")])  # fmt: skip
+    assert payload["quick"] is True and payload["benchmark"] == "textline_defaults"
+    assert (tmp_path / "textline_defaults-quick.json").exists()
+    run = payload["runs"]["digits8"]["default"]["0"]
+    assert run["teacher"]["augment"] in ("none", "default")
+    assert run["teacher"]["augment_search"]["chosen"] == run["teacher"]["augment"]
+    assert run["student"]["augment"] == run["teacher"]["augment"]
+    roles = {(r["recipe"], r["role"]) for r in payload["rows"]}
+    assert ("default", "teacher") in roles and ("none", "distilled") in roles
+    assert all(r["chosen"] == (r["recipe"] == "default") for r in payload["rows"])
