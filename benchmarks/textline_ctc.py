@@ -66,6 +66,7 @@ from crosskd.vision import (
     load_textlines,
     textline_augment,
 )
+from crosskd.vision.augment import textline_augment_candidates
 from crosskd.vision.textline_distill import TEXTLINE_DEFAULTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
@@ -84,7 +85,7 @@ VARIANTS = (
 RECIPE_FOLD_SEED = 0
 
 
-def settings(quick: bool, fold_seed: int = 1) -> dict[str, Any]:
+def settings(quick: bool, fold_seed: int = 1, recipe: str = "fixed") -> dict[str, Any]:
     """Every setting of a run, written into the markdown and the JSON.
 
     Args:
@@ -92,6 +93,11 @@ def settings(quick: bool, fold_seed: int = 1) -> dict[str, Any]:
         fold_seed: seed of the fold assignment, the validation hold-out and the model
             initialisations (0: the folds the recipe was developed on; any other value gives
             fresh folds to confirm it on).
+        recipe: ``"fixed"``: the fixed budgets and the augmentation always on (the recipe of the
+            table in docs/textline.md); ``"defaults"``: the defaults of ``crosskd distill --task
+            textline``: ``epochs="auto"`` for every model (until the validation CER stops
+            improving) and ``augment="auto"`` (chosen on the validation lines by the teacher's
+            run, then used by the students).
 
     Returns:
         A JSON-safe dict.
@@ -110,6 +116,12 @@ def settings(quick: bool, fold_seed: int = 1) -> dict[str, Any]:
         "kd": {"temperature": 1.0, "alpha": 0.5, "resample": "linear"},
         "latency_repeats": 20,
     }
+    if recipe not in ("fixed", "defaults"):
+        raise ValueError(f"recipe must be 'fixed' or 'defaults', got {recipe!r}")
+    common["recipe"] = recipe
+    if recipe == "defaults":
+        common["augment"] = "auto"
+    auto = "auto" if recipe == "defaults" else None
     if quick:
         return {
             **common,
@@ -117,7 +129,7 @@ def settings(quick: bool, fold_seed: int = 1) -> dict[str, Any]:
             "folds": 2,
             "val_size": 16,
             "teacher": {"backbone": "tiny", "width": 8, "hidden": 32, "head": "conv"},
-            "teacher_epochs": 2,
+            "teacher_epochs": 2,  # fixed in the quick run (with the augmentation search: 1 + 1)
             "students": [
                 {"backbone": "tiny", "width": 2, "hidden": 8, "head": "conv"},
                 {"backbone": "tiny", "width": 4, "hidden": 8, "head": "conv"},
@@ -131,12 +143,12 @@ def settings(quick: bool, fold_seed: int = 1) -> dict[str, Any]:
         "subset": None,
         "folds": 5,
         "teacher": dict(TEXTLINE_DEFAULTS["teacher"]),
-        "teacher_epochs": 40,
+        "teacher_epochs": auto or 40,
         "students": [
             dict(TEXTLINE_DEFAULTS["student"]),
             {"backbone": "tiny", "width": 4, "hidden": 20, "head": "conv"},
         ],
-        "student_epochs": 30,
+        "student_epochs": auto or 30,
         "early_stopping": None,
     }
 
@@ -230,6 +242,14 @@ def run_fold(
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
     say = log if progress else (lambda _m: None)
+    chosen: dict[str, str] = {}  # augment="auto": the teacher's choice, used by the students
+
+    def augment_for(seed: int) -> Any:
+        if cfg["augment"] != "auto":
+            return textline_augment(seed, **cfg["augment"])
+        if "augment" not in chosen:
+            return "auto"
+        return textline_augment_candidates(seed)[chosen["augment"]]
 
     def fit(teacher: CRNN | None, student: CRNN, mode: str | None, epochs: int, seed: int):
         return CTCDistiller(
@@ -245,7 +265,7 @@ def run_fold(
             lr=cfg["lr"],
             warmup_epochs=cfg["warmup_epochs"],
             early_stopping=cfg["early_stopping"],
-            augment=textline_augment(seed, **cfg["augment"]),
+            augment=augment_for(seed),
             device="cpu",
             seed=seed,
             progress=False,
@@ -269,6 +289,8 @@ def run_fold(
                 **{f"val_{k}": round(float(v), 4) for k, v in val_metrics.items()},
                 "epochs_run": len(fitted.history_),
                 "restarts": fitted.restarts_,
+                "augment": chosen.get("augment", fitted.augment_),
+                "stop_reason": fitted.stop_reason_,
                 "fit_seconds": round(secs, 1),
             },
         }
@@ -290,6 +312,9 @@ def run_fold(
         fold + offset,
     )
     teacher = teacher_fit.student_
+    if teacher_fit.augment_search_ is not None:
+        chosen["augment"] = teacher_fit.augment_
+        say(f"  fold {fold + 1} augmentation: {teacher_fit.augment_search_}")
     record(model_name(cfg["teacher"]), "teacher", teacher_fit, time.perf_counter() - t0, {})
     for s_index, s_cfg in enumerate(cfg["students"]):
         sname = model_name(s_cfg)
@@ -323,6 +348,7 @@ def run(
     jobs: int = 1,
     threads: int = 1,
     fold_seed: int = 1,
+    recipe: str = "fixed",
 ) -> dict[str, Any]:
     """Run the cross-validation, writing the outputs after every fold.
 
@@ -340,7 +366,7 @@ def run(
     Returns:
         The JSON payload of the last write.
     """
-    cfg = settings(quick, fold_seed)
+    cfg = settings(quick, fold_seed, recipe)
     start = time.perf_counter()
     folder = data if data is not None else default_data()
     x, y = _load(cfg, folder)
@@ -614,7 +640,13 @@ def write_outputs(
         "Sequence accuracy and CER are `mean ± std` over the "
         f"{folds_done} fold(s) done. Latency: one line (batch 1) forward + greedy decoding, best "
         f"of {cfg['latency_repeats']} runs, {torch.get_num_threads()} torch thread(s). KD: T={cfg['kd']['temperature']:g}, "
-        f"alpha={cfg['kd']['alpha']:g}; the teacher runs online on the same augmented batches.",
+        f"alpha={cfg['kd']['alpha']:g}; the teacher runs online on the same augmented batches."
+        + (
+            " Recipe: the defaults of `crosskd distill --task textline` (epochs and augmentation "
+            "auto: the teacher's run chooses the augmentation on the validation lines)."
+            if cfg.get("recipe") == "defaults"
+            else ""
+        ),
         "",
         "| model | role | chosen | params | 1/x of teacher | frames | validation seq. accuracy | "
         "seq. accuracy | CER | latency ms | epochs run (mean) | plateau restarts (all folds) |",
@@ -642,8 +674,8 @@ def write_outputs(
     for t in targets:
         lines.append(f"- {'met' if t['met'] else 'MISSED'}: {t['target']}. {t['detail']}.")
     lines += ["", "## Settings", "", "```json", json.dumps(cfg, indent=2), "```", ""]
-    (out / f"{BENCHMARK}.md").write_text("\n".join(lines))
-    _plot(summary, out / f"{BENCHMARK}.png", folds_done)
+    (out / f"{results.benchmark}.md").write_text("\n".join(lines))
+    _plot(summary, out / f"{results.benchmark}.png", folds_done)
     return payload
 
 
@@ -704,9 +736,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="seed of the folds, validation parts and initialisations (default 1: fresh folds; "
         f"{RECIPE_FOLD_SEED} is the seed the recipe was developed on)",
     )
+    parser.add_argument(
+        "--recipe",
+        choices=("fixed", "defaults"),
+        default="fixed",
+        help="fixed: 40 / 30 epochs, augmentation on (the table of docs/textline.md); defaults: "
+        "the `crosskd distill --task textline` defaults (epochs and augmentation auto), written "
+        f"to {BENCHMARK}-defaults.{{md,json,png}}",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = Results(BENCHMARK, argv, quick=args.quick)
+    name = BENCHMARK if args.recipe == "fixed" else f"{BENCHMARK}-defaults"
+    results = Results(name, argv, quick=args.quick)
     payload = run(
         args.quick,
         Path(args.out),
@@ -716,8 +757,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         jobs=args.jobs,
         threads=args.threads,
         fold_seed=args.fold_seed,
+        recipe=args.recipe,
     )
-    print(f"wrote {args.out}/{BENCHMARK}.md/.json/.png in {payload['wall_seconds'] / 60:.1f} min")
+    print(f"wrote {args.out}/{name}.md/.json/.png in {payload['wall_seconds'] / 60:.1f} min")
     return payload
 
 

@@ -137,6 +137,13 @@ _OFF_FLAGS = {
 }
 
 
+#: the help's "default:" of the flags above, where it is not simply "done"
+_OFF_DEFAULTS = {
+    "choose_on_validation": "the better one is saved",
+    "augment": "images: done; text lines: auto, chosen on the validation lines",
+}
+
+
 def _add_setting(group: Any, key: str) -> None:
     setting = SETTINGS[key]
     text = f"{setting.help} ({_defaults_text(key)})"
@@ -152,7 +159,7 @@ def _add_setting(group: Any, key: str) -> None:
         where = "" if kinds == KINDS else f"{', '.join(KIND_NAMES[k] for k in kinds)} only; "
         group.add_argument(
             _OFF_FLAGS[key], dest=key, action="store_false", default=None,
-            help=f"{off} ({where}default: {'the better one is saved' if key == 'choose_on_validation' else 'done'})",
+            help=f"{off} ({where}default: {_OFF_DEFAULTS.get(key, 'done')})",
         )  # fmt: skip
         return
     if key in ("quiet", "skip_unreadable"):

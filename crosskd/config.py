@@ -367,11 +367,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "epochs",
-            "a positive integer (tables, images: or auto)",
-            "maximum student epochs (tables, images, auto: enough for 10,000 steps, 20 to 300 "
-            "epochs, for images at most 300,000 image passes and at least 10 epochs; ended when "
-            "the validation metric stops improving)",
-            {"table": "auto", "image": "auto", "textline": 30},
+            "a positive integer or auto",
+            "maximum epochs (auto: enough for 10,000 steps, 20 to 300 epochs, for images at most "
+            "300,000 image passes and at least 10 epochs; ended when the validation metric stops "
+            "improving)",
+            {"table": "auto", "image": "auto", "textline": "auto"},
             _auto_or(_integer),
         ),
         _S(
@@ -443,11 +443,12 @@ SETTINGS: dict[str, Setting] = {
         ),
         _S(
             "augment",
-            "true or false",
+            "true or false (text lines: or auto)",
             "augment training batches: random shifts (images), affine jitter, blur and noise "
-            "(text lines)",
-            {"image": True, "textline": True},
-            _bool,
+            "(text lines; auto: the teacher trains with and without it and the lower validation "
+            "CER decides, for the students too)",
+            {"image": True, "textline": "auto"},
+            _auto_or(_bool),
         ),
         _S(
             "shift",

@@ -493,6 +493,10 @@ _CHOSEN = (
     "precision_",
     "threads_",
     "restarts_",
+    "augment_",
+    "augment_search_",
+    "stop_reason_",
+    "plateau_epochs_",
 )
 
 

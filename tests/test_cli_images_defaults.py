@@ -150,7 +150,7 @@ def test_teacher_epochs_set_the_teacher_alone(tmp_path, monkeypatch):
     [
         (["--teacher", "autoo"], r"no model named 'autoo' \(--teacher\).* --teacher for images "
          r"is auto \(a teacher chosen from the number and size of the images\) or timm:NAME"),
-        (["--epochs", "0"], r"--epochs must be a positive integer \(tables, images: or auto\), "
+        (["--epochs", "0"], r"--epochs must be a positive integer or auto, "
          r"got 0"),
         (["--batch-size", "-4"], "--batch-size must be a positive integer or auto, got -4"),
         (["--early-stopping", "0"], "--early-stopping must be a positive integer, auto"),

@@ -12,6 +12,7 @@ from .augment import (
     RandomNoise,
     RandomShift,
     textline_augment,
+    textline_augment_candidates,
 )
 from .crnn import CRNN, TinyBackbone
 from .ctc_trainer import CTCDistiller
@@ -46,6 +47,7 @@ __all__ = [
     "RandomBlur",
     "RandomNoise",
     "textline_augment",
+    "textline_augment_candidates",
     "as_images",
     "load_digits_images",
     "load_images",

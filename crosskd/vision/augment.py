@@ -31,6 +31,7 @@ __all__ = [
     "RandomNoise",
     "Compose",
     "textline_augment",
+    "textline_augment_candidates",
 ]
 
 Batch = tuple[torch.Tensor, ...] | torch.Tensor
@@ -372,3 +373,14 @@ def textline_augment(
         RandomBlur(sigma=blur, p=blur_p, seed=3 * seed + 1),
         RandomNoise(std=noise, p=noise_p, seed=3 * seed + 2),
     )
+
+
+def textline_augment_candidates(seed: int = 0) -> dict[str, Compose | None]:
+    """The augmentations ``CTCDistiller(augment="auto")`` chooses between on the validation lines:
+    ``{"none": None, "default": textline_augment(seed)}``.
+
+    The default augmentation helps on noisy, distorted lines (the captcha set) and stops a model
+    learning on small clean crops (photographed licence plates); which one a data set needs is
+    measured, not assumed (``benchmarks/textline_defaults.py``).
+    """
+    return {"none": None, "default": textline_augment(seed)}

@@ -15,7 +15,7 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,22 @@ STALL_CER = 0.85
 #: ``batch_size="auto"``: lines per step on CPU, and the largest on CUDA.
 CPU_BATCH_SIZE = 32
 CUDA_MAX_BATCH_SIZE = 256
+#: ``augment="auto"``: epochs each candidate augmentation trains before the choice
+#: (``augment_epochs="auto"``); the winner continues from its weights.
+AUGMENT_SEARCH_EPOCHS = 8
+#: the plateau schedule of text lines: at most this many epochs without a lower validation CER
+#: before each cut of the learning rate (fewer for large data: ``plateau_patience``), and this
+#: many cuts before training stops. The table default (a thirtieth of a 300-epoch cap: 10, with 3
+#: cuts) kept a 450-line teacher training for 40 epochs or more after its best one.
+PLATEAU_PATIENCE = 5
+PLATEAU_CUTS = 2
+PLATEAU_FACTOR = 0.3
+#: ``plateau_epochs="auto"``: the all-blank check runs after this many optimiser steps (at least
+#: :data:`PLATEAU_MIN_EPOCHS` epochs).
+PLATEAU_STEPS = 200
+PLATEAU_MIN_EPOCHS = 5
+#: why a run ended (``stop_reason_``).
+STOP_REASONS = ("plateau", "early_stopping", "budget")
 
 
 def _positive(value: Any, name: str, kind: type = int) -> Any:
@@ -79,6 +95,23 @@ def auto_line_batch_size(device: torch.device, n_lines: int) -> int:
         return CPU_BATCH_SIZE
     fit = max(1, n_lines // 32)
     return int(min(CUDA_MAX_BATCH_SIZE, max(CPU_BATCH_SIZE, 1 << (fit.bit_length() - 1))))
+
+
+class _PlateauAfterBlank(ReduceOnPlateau):
+    """:class:`~crosskd.engine.ReduceOnPlateau` that leaves out the epochs a CTC model still
+    spends on the all-blank plateau (validation CER >= :data:`STALL_CER`) in the first ``grace``
+    epochs of an attempt: a flat CER there means "not started", not "converged", and cutting the
+    rate then only keeps the model there longer."""
+
+    def __init__(self, *args: Any, grace: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.grace = grace
+
+    def on_epoch_end(self, state: Any, record: dict[str, float]) -> None:
+        value = record.get(self.monitor)
+        if state.epoch <= self.grace and value is not None and value >= STALL_CER:
+            return
+        super().on_epoch_end(state, record)
 
 
 class _FirstInput:
@@ -143,12 +176,35 @@ class CTCDistiller:
             a fresh start leaves it. Each restart trains the full ``epochs`` again; ``restarts_``
             counts them and ``history_`` keeps every attempt's epochs (key ``attempt``).
         plateau_epochs: the epoch after which the plateau check runs (once per attempt; not when
-            it is the last epoch).
+            it is the last epoch), or ``"auto"``: after :data:`PLATEAU_STEPS` optimiser steps, at
+            least 5 epochs (``plateau_epochs_``). Leaving the plateau takes optimiser steps, not
+            epochs: a ``tiny`` CRNN on 270 MNIST digit lines (9 steps an epoch) read nothing for
+            11 epochs (about 100 steps) and then started to read; a check after 5 epochs (45
+            steps) restarted such runs while they were on their way out. While the validation CER
+            is still >= 0.85 in the first ``2 * plateau_epochs_`` epochs of an attempt, the plateau
+            schedule neither cuts the rate nor stops.
         teacher_mode: ``"cached"`` runs the teacher once over the training lines (frame logits and
             decodings kept); ``"online"`` runs it on every (augmented) batch; ``"auto"`` is online
             only when ``augment`` is given.
         augment: a callable on image batches (e.g. :class:`crosskd.vision.RandomAffine`) applied on
-            the device before the student and the teacher see a batch.
+            the device before the student and the teacher see a batch; None; ``"auto"``: chosen on
+            the validation lines between no augmentation and
+            :func:`~crosskd.vision.textline_augment` (the candidates of
+            :func:`~crosskd.vision.augment.textline_augment_candidates`); or a mapping
+            ``{name: callable or None}`` of candidates to choose between. Choosing needs
+            ``eval_set``. With ``epochs="auto"`` every candidate trains its whole run from the
+            same initial weights and the one with the lowest validation CER is kept (ties: the
+            lower validation CTC loss of the kept epoch, then the order given); cost: one run per
+            candidate. Shorter races chose badly: after 8 epochs, and at the first plateau of the
+            rate, the unaugmented teacher led on the MNIST and 8x8 digit lines, while the
+            augmented runs ended lower once the rate was cut (benchmarks/textline_defaults.py).
+            With a fixed ``epochs`` (or ``augment_epochs`` given) every candidate trains
+            ``augment_epochs`` epochs at the peak rate and the best continues from its weights
+            for the rest of the budget (successive halving, one round). ``augment_`` names the
+            choice and ``augment_search_`` holds every candidate's validation CER.
+        augment_epochs: epochs of each candidate before the choice, or ``"auto"`` (the whole run
+            with ``epochs="auto"``; else :data:`AUGMENT_SEARCH_EPOCHS`, at most half of the
+            fixed ``epochs``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` or ``"auto"`` (bf16-mixed on a GPU
             that supports it, else 32); the chosen value is ``precision_``.
@@ -164,14 +220,20 @@ class CTCDistiller:
         threads: torch threads on CPU, or ``"auto"`` (as :class:`crosskd.Distiller`'s); the
             chosen value is ``threads_``.
         schedule: ``"cosine"`` (warm-up, then cosine decay over ``epochs``), ``"plateau"`` (the
-            rate is cut by 0.3 when the validation CER stalls, training stops after 3 cuts; needs
-            ``eval_set``), or ``"auto"``: plateau when ``epochs="auto"`` and there is an
+            rate is cut by 0.3 after ``early_stopping`` epochs without a lower validation CER, or
+            :data:`PLATEAU_PATIENCE` (at most a thirtieth of the budget, at least 3), training
+            stops after :data:`PLATEAU_CUTS` cuts and as many epochs again without improvement;
+            needs ``eval_set``), or ``"auto"``: plateau when ``epochs="auto"`` and there is an
             ``eval_set``, else cosine (``schedule_``).
 
     Attributes (after fit):
         student_: the trained student (on ``device_``), alphabet_, history_ (one dict per epoch),
         best_epoch_ (of the last attempt), restarts_ (all-blank plateau restarts), device_, frames_
-        (student frames per line), n_train_.
+        (student frames per line), n_train_, epochs_ (the epoch budget), stop_reason_ (why
+        training ended: ``"plateau"``: the validation CER stopped improving after the plateau
+        schedule's last cut; ``"early_stopping"``; ``"budget"``: every epoch of ``epochs_`` ran),
+        augment_ (``"none"``, ``"given"`` or the chosen candidate's name), augment_search_ (the
+        candidates' validation CERs when the augmentation was chosen, else None).
     """
 
     def __init__(
@@ -195,8 +257,9 @@ class CTCDistiller:
         grad_clip: float | None = 5.0,
         early_stopping: int | None = None,
         plateau_restarts: int = 3,
-        plateau_epochs: int = 5,
-        augment: Callable[[Any], Any] | None = None,
+        plateau_epochs: int | str = "auto",
+        augment: Callable[[Any], Any] | str | Mapping[str, Any] | None = None,
+        augment_epochs: int | str = "auto",
         teacher_mode: str = "auto",
         device: str | torch.device = "auto",
         precision: str = "auto",
@@ -229,6 +292,7 @@ class CTCDistiller:
         self.plateau_restarts = plateau_restarts
         self.plateau_epochs = plateau_epochs
         self.augment = augment
+        self.augment_epochs = augment_epochs
         self.device = device
         self.precision = precision
         self.seed = seed
@@ -273,6 +337,7 @@ class CTCDistiller:
             )
         if self.epochs != "auto":
             _positive(self.epochs, "epochs")
+        self._check_augment()
         if self.schedule not in ("auto", "cosine", "plateau"):
             raise ConfigError(
                 f"schedule must be 'auto', 'cosine' or 'plateau', got {self.schedule!r}."
@@ -291,12 +356,60 @@ class CTCDistiller:
                 f"plateau_restarts must be an integer >= 0 (0: never restart), got "
                 f"{self.plateau_restarts!r}."
             )
-        _positive(self.plateau_epochs, "plateau_epochs")
+        if self.plateau_epochs != "auto":
+            _positive(self.plateau_epochs, "plateau_epochs")
         if not (isinstance(self.warmup_epochs, (int, float)) and self.warmup_epochs >= 0):
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}.")
         if self.grad_clip is not None:
             _positive(self.grad_clip, "grad_clip", float)
         check_engine_settings(self)
+
+    def _searching(self) -> bool:
+        """Whether ``augment`` is chosen on validation (``"auto"`` or a mapping of candidates)."""
+        return isinstance(self.augment, str | Mapping)
+
+    def _check_augment(self) -> None:
+        aug = self.augment
+        if isinstance(aug, str) and aug != "auto":
+            raise ConfigError(
+                f"augment must be a callable on image batches, None, 'auto' (chosen on the "
+                f"validation lines) or a mapping {{name: callable or None}} of candidates; got "
+                f"{aug!r}."
+            )
+        if isinstance(aug, Mapping):
+            bad = [
+                k
+                for k, v in aug.items()
+                if not isinstance(k, str) or not (v is None or callable(v))
+            ]
+            if not aug or bad:
+                raise ConfigError(
+                    f"augment as a mapping holds the candidates to choose between, {{name: callable "
+                    f"or None}} with at least one entry; got {dict(aug)!r}."
+                )
+        elif aug is not None and not isinstance(aug, str) and not callable(aug):
+            raise ConfigError(
+                f"augment must be a callable on image batches, None, 'auto' or a mapping of "
+                f"candidates; got {type(aug).__name__}."
+            )
+        if self.augment_epochs != "auto":
+            _positive(self.augment_epochs, "augment_epochs")
+
+    def _candidates(self) -> dict[str, Any]:
+        from .augment import textline_augment_candidates
+
+        if self.augment == "auto":
+            return textline_augment_candidates(int(self.seed))
+        return dict(self.augment)  # type: ignore[arg-type]
+
+    def _search_epochs(self) -> int:
+        if self.augment_epochs != "auto":
+            r = int(self.augment_epochs)
+        else:
+            r = AUGMENT_SEARCH_EPOCHS
+            if self.epochs != "auto":
+                r = min(r, max(1, int(self.epochs) // 2))
+        return r if self.epochs == "auto" else min(r, int(self.epochs))
 
     @staticmethod
     def _images(images: Any, name: str) -> torch.Tensor:
@@ -347,6 +460,8 @@ class CTCDistiller:
         """
         started = time.perf_counter()
         self._check_settings()
+        if self._searching():
+            return self._fit_search(images, labels, eval_set, transfer, resume, started)
         x = self._images(images, "images")
         y = self._labels(labels, len(x), "labels")
         self.alphabet_ = self.alphabet if self.alphabet is not None else Alphabet.from_labels(y)
@@ -405,6 +520,126 @@ class CTCDistiller:
                 student, teacher, x, y, targets, lengths, labelled, validation, device, generator,
                 resume_state, resume_path, started,
             )  # fmt: skip
+
+    def _derived(self, **changes: Any) -> CTCDistiller:
+        """A trainer with this one's settings, some changed (for the augmentation search)."""
+        params = {name: getattr(self, name) for name in self._PARAMS}
+        params.update(changes)
+        teacher, student = params.pop("teacher"), params.pop("student")
+        return type(self)(teacher, student, **params)
+
+    def _fit_search(
+        self,
+        images: Any,
+        labels: Sequence[str],
+        eval_set: tuple[Any, Sequence[str]] | None,
+        transfer: Any,
+        resume: Any,
+        started: float,
+    ) -> CTCDistiller:
+        """``fit`` with the augmentation chosen on the validation lines (see ``augment``)."""
+        if eval_set is None:
+            raise ConfigError(
+                "augment='auto' (or a mapping of candidates) chooses the augmentation on the "
+                "validation lines, but no eval_set was given. Pass eval_set=(images, labels), or "
+                "augment=None or a callable."
+            )
+        if resume:
+            raise ConfigError(
+                "resume is not available while the augmentation is being chosen (augment='auto' "
+                "or a mapping). Pass the chosen augmentation (augment_ of the first run) to resume."
+            )
+        candidates = self._candidates()
+        # epochs="auto": every candidate trains its whole run (a race to the end); else each
+        # trains augment_epochs epochs at the peak rate and the winner continues
+        full = self.epochs == "auto" and self.augment_epochs == "auto"
+        r = self._search_epochs()
+        progress = self.progress
+        label = progress if isinstance(progress, str) else "ctc"
+        probes: dict[str, CTCDistiller] = {}
+        scores: dict[str, dict[str, Any]] = {}
+        for name, augment in candidates.items():
+            probe = self._derived(
+                augment=augment,
+                epochs="auto" if full else r,
+                schedule="plateau",  # fixed r: the peak rate, the winner continues from here
+                early_stopping=self.early_stopping if full else r,  # fixed r: no cut within
+                checkpoint_dir=None,
+                progress=f"{label} (augment {name})" if progress else False,
+            ).fit(images, labels, eval_set=eval_set, transfer=transfer)
+            last = _last_attempt(probe.history_)
+            curve = [float(h["val_cer"]) for h in last]
+            kept = next((h for h in last if h["epoch"] == probe.best_epoch_), last[-1])
+            scores[name] = {
+                "val_cer": min(curve),
+                "val_loss": float(kept.get("val_loss", float("nan"))),
+                "val_cer_last": curve[-1],
+                "epochs": len(probe.history_),
+                "restarts": probe.restarts_,
+            }
+            probes[name] = probe
+        # the lowest best CER; ties: the lower validation CTC loss of the kept epoch (a race to
+        # the end) or the lower last-epoch CER (fixed r), then the order given
+        order = list(candidates)
+
+        def rank(k: str) -> tuple[float, float, int]:
+            second = scores[k]["val_loss"] if full else scores[k]["val_cer_last"]
+            return (
+                scores[k]["val_cer"],
+                second if math.isfinite(second) else math.inf,
+                order.index(k),
+            )
+
+        chosen = min(order, key=rank)
+        probe = probes[chosen]
+        restarts = sum(p.restarts_ for p in probes.values())
+        spent = len(_last_attempt(probe.history_))
+        fitted: CTCDistiller = probe
+        last_run = probe  # the run whose end ended training (its stop reason)
+        if not full and int(self.epochs) > r:
+            rest = self._derived(
+                student=probe.student_,
+                warm_start=False,
+                augment=candidates[chosen],
+                epochs=int(self.epochs) - r,
+                warmup_epochs=0.0,
+                progress=f"{label} (augment {chosen})" if progress else False,
+            )
+            rest._spent_epochs = spent
+            rest.fit(images, labels, eval_set=eval_set, transfer=transfer)
+            last_run = rest
+            best_rest = min(float(h["val_cer"]) for h in _last_attempt(rest.history_))
+            restarts += rest.restarts_
+            history = [
+                *probe.history_,
+                *({**h, "epoch": h["epoch"] + spent} for h in rest.history_),
+            ]
+            if best_rest <= scores[chosen]["val_cer"] or rest.restarts_:
+                fitted = rest
+                best_epoch = rest.best_epoch_ + (0 if rest.restarts_ else spent)
+            else:  # the continuation never beat the candidate's best epoch: keep that one
+                best_epoch = probe.best_epoch_
+            epochs_budget = spent + rest.epochs_
+        else:
+            history, best_epoch, epochs_budget = probe.history_, probe.best_epoch_, probe.epochs_
+        for name, value in vars(fitted).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
+        self._task = fitted._task
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self.epochs_ = epochs_budget
+        self.restarts_ = restarts
+        self.stop_reason_ = last_run.stop_reason_
+        self.augment_ = chosen
+        self.augment_search_ = {
+            "epochs": "whole runs" if full else r,
+            "chosen": chosen,
+            "candidates": scores,
+        }
+        self.augment_choice_ = candidates[chosen]
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
 
     def _fit_engine(
         self,
@@ -490,23 +725,38 @@ class CTCDistiller:
         )
         world = self.dist_.world_size if self.dist_ is not None else 1
         steps = math.ceil(max(1, len(x) // world) / self.batch_size_)
-        self.epochs_ = auto_epochs(steps) if self.epochs == "auto" else int(self.epochs)
+        self.epochs_ = (
+            max(1, auto_epochs(steps) - self._spent_epochs)
+            if self.epochs == "auto"
+            else int(self.epochs)
+        )
         self.schedule_ = self.schedule
         if self.schedule == "auto":
             self.schedule_ = "plateau" if self.epochs == "auto" and val is not None else "cosine"
         if self.schedule_ == "plateau":
             stopper.patience = None  # the plateau callback stops the run
+        self.plateau_epochs_ = (
+            max(PLATEAU_MIN_EPOCHS, math.ceil(PLATEAU_STEPS / steps))
+            if self.plateau_epochs == "auto"
+            else int(self.plateau_epochs)
+        )
         restarter = PlateauRestart(
             stalled,
             int(self.plateau_restarts),
-            int(self.plateau_epochs),
+            self.plateau_epochs_,
             self.epochs_,
             say=(lambda m: print(f"ctc: {m}", file=sys.stderr)) if self.progress and main else None,
         )
         callbacks: list[Callback] = [stopper, restarter]
         if self.schedule_ == "plateau" and val is not None:
-            patience = self.early_stopping or plateau_patience(self.epochs_)
-            callbacks.append(ReduceOnPlateau("val_cer", False, patience))
+            patience = self.early_stopping or min(PLATEAU_PATIENCE, plateau_patience(self.epochs_))
+            callbacks.append(
+                _PlateauAfterBlank(
+                    "val_cer", False, patience, factor=PLATEAU_FACTOR,
+                    reductions=self._plateau_cuts,
+                    grace=2 * self.plateau_epochs_,
+                )
+            )  # fmt: skip
 
         def identity() -> dict[str, Any]:
             from ..checkpoint import tensor_fingerprint
@@ -566,10 +816,31 @@ class CTCDistiller:
         self.history_ = state.history
         self.best_epoch_ = stopper.best_epoch if stopper.best_state is not None else state.epoch
         self.restarts_ = restarter.done
+        ran = len(_last_attempt(state.history))
+        if ran >= self.epochs_:
+            self.stop_reason_ = "budget"
+        else:
+            self.stop_reason_ = "plateau" if self.schedule_ == "plateau" else "early_stopping"
+        self.augment_ = "none" if self.augment is None else "given"
+        self.augment_search_ = None
+        self.augment_choice_ = self.augment
         self.student_ = student.eval()
         self._task = task
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    #: ``__init__``'s arguments, in order.
+    _PARAMS = (
+        "teacher", "student", "alphabet", "temperature", "alpha", "mode", "blank_threshold",
+        "blank_weight", "resample", "method", "epochs", "batch_size", "lr", "weight_decay",
+        "warmup_epochs", "grad_clip", "early_stopping", "plateau_restarts", "plateau_epochs",
+        "augment", "augment_epochs", "teacher_mode", "device", "precision", "seed", "progress",
+        "checkpoint_dir", "checkpoint_every", "distributed", "warm_start", "threads", "schedule",
+    )  # fmt: skip
+    #: epochs already trained by a continued run (the augmentation search); the cap counts them.
+    _spent_epochs = 0
+    #: cuts of the plateau schedule before it stops (0 for a candidate of the augmentation search).
+    _plateau_cuts = PLATEAU_CUTS
 
     #: settings that change the training trajectory: a checkpoint resumes only with equal values.
     _RUN_SETTINGS = (
@@ -714,3 +985,11 @@ class CTCDistiller:
         self.best_epoch_ = meta.get("best_epoch")
         self.frames_ = meta.get("frames")
         return self
+
+
+def _last_attempt(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The epochs of the last attempt (after the last all-blank plateau restart)."""
+    if not history or "attempt" not in history[-1]:
+        return list(history)
+    last = history[-1]["attempt"]
+    return [h for h in history if h.get("attempt") == last]

@@ -142,6 +142,14 @@ class TextlineKind(BaseKind):
     sequence = True
 
     loaded: Any = None  # a fitted CTCDistiller of the teacher_model
+    #: ``augment="auto"``: the name of the augmentation the first model trained chose on the
+    #: validation lines (the teacher's run, or the baseline's with a given teacher_model); the
+    #: later models of the run use it.
+    augment_choice: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices: dict[str, dict[str, Any]] = {}
 
     def check(self) -> None:
         s = self.s
@@ -258,33 +266,58 @@ class TextlineKind(BaseKind):
             return TeacherResult(net, net, file, False, _model_name(net.config()), self.loaded)
         net = self._teacher_model()
         epochs = self.s["teacher_epochs"] or self.s["epochs"]
-        echo(
-            f"training the teacher: a {_model_name(net.config())} on {len(parts.train[1]):,} "
-            f"lines ({epochs} epoch{'s' if epochs != 1 else ''}) ..."
+        budget = (
+            "epochs: until the validation CER stops improving"
+            if epochs == "auto"
+            else f"{epochs} epoch{'s' if epochs != 1 else ''}"
         )
+        echo(f"training the teacher: a {_model_name(net.config())} on {len(parts.train[1]):,} "
+             f"lines ({budget}) ...")  # fmt: skip
         self.role = "teacher"
         fitted = self.fit(None, net, 0.0, parts, epochs)
+        if fitted.augment_search_ is not None:
+            scores = fitted.augment_search_["candidates"]
+            shown = ", ".join(f"{k} {v['val_cer']:.3f}" for k, v in scores.items())
+            span = fitted.augment_search_["epochs"]
+            span = f"of {span}" if isinstance(span, str) else f"after {span} epochs"
+            echo(f"augmentation: {fitted.augment_} (validation CER {span}: {shown})")  # fmt: skip
+        choice = self.choices["teacher"]
+        echo(f"teacher: {choice['epochs_run']} epochs (stopped: {choice['stop_reason']}), best "
+             f"epoch {choice['best_epoch']}")  # fmt: skip
         file = _save(fitted, out / TEACHER_NAME, self.geometry)
         return TeacherResult(fitted.student_, fitted.student_, file, True,
                              _model_name(net.config()), fitted)  # fmt: skip
 
     def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
-        from .augment import textline_augment
+        from .augment import textline_augment, textline_augment_candidates
         from .ctc_trainer import CTCDistiller
 
         s, g = self.s, self.geometry
         seed = s["seed"] + (1 if teacher is not None else 0)
         frames = [m.output_frames(g["height"], g["width"]) for m in (teacher, student) if m]
-        return CTCDistiller(
+        if s["augment"] == "auto":
+            # chosen once, by the first model trained, on the validation lines; then reused
+            augment = (
+                "auto"
+                if self.augment_choice is None
+                else textline_augment_candidates(seed)[self.augment_choice]
+            )
+        else:
+            augment = textline_augment(seed, **TEXTLINE_AUGMENT) if s["augment"] else None
+        fitted = CTCDistiller(
             teacher,
             student,
             alphabet=self.alphabet,
             mode=s["kd_mode"],
             resample="linear" if len(set(frames)) > 1 else None,
             warmup_epochs=s["warmup_epochs"],
-            augment=textline_augment(seed, **TEXTLINE_AUGMENT) if s["augment"] else None,
+            augment=augment,
             **self.trainer_settings(alpha, epochs),
         ).fit(*parts.train, eval_set=parts.val)
+        if fitted.augment_search_ is not None:
+            self.augment_choice = fitted.augment_
+        self.choices[self.role] = _run_choices(fitted, s["augment"], self.augment_choice)
+        return fitted
 
     def evaluate(self, model: Any, x: Any, y: Any) -> tuple[dict[str, float], Any]:
         fitted = model.fitted if isinstance(model, TeacherResult) else model
@@ -306,6 +339,38 @@ class TextlineKind(BaseKind):
 
     def save(self, fitted: Any, path: Path) -> Path:
         return _save(fitted, path, self.geometry)
+
+    def extra(self, fitted: Any, parts: Parts, echo: Callable[[str], Any]) -> dict[str, Any]:
+        return {"textline_choices": self.choices}
+
+
+def _run_choices(fitted: Any, setting: Any, choice: str | None) -> dict[str, Any]:
+    """What one text-line model's training chose: its augmentation (and why), its epoch budget,
+    the epochs it ran and why it stopped, its all-blank plateau restarts."""
+    if setting == "auto":
+        why = (
+            "chosen on the validation lines"
+            if fitted.augment_search_ is not None
+            else "the choice made on the validation lines by the run's first model"
+        )
+    else:
+        why = "given"
+    if setting == "auto":
+        augment = fitted.augment_ if fitted.augment_search_ is not None else choice
+    else:
+        augment = "default" if setting else "none"
+    return {
+        "augment": augment,
+        "augment_reason": why,
+        "augment_search": fitted.augment_search_,
+        "epochs": fitted.epochs_,
+        "epochs_run": len(fitted.history_),
+        "best_epoch": fitted.best_epoch_,
+        "best_val_cer": min((float(h["val_cer"]) for h in fitted.history_), default=None),
+        "stop_reason": fitted.stop_reason_,
+        "restarts": fitted.restarts_,
+        "plateau_check_epoch": getattr(fitted, "plateau_epochs_", None),
+    }
 
 
 def distill_textlines(
