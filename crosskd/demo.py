@@ -168,6 +168,7 @@ def run_demo(
         threads=threads,
     )  # fmt: skip
     timed: dict[str, Callable[[Any], Any]] = {teacher_row.model: teacher.predict_proba}
+    used: dict[str, list[Any]] = {"epochs": [], "threads": []}
     for seed in range(seeds):
         echo(f"training students, seed {seed + 1}/{seeds} ...")
         for row, kd in ((alone, False), (distilled, True)):
@@ -180,6 +181,9 @@ def run_demo(
                 **common,
             )
             distiller.fit(X_tr, y_tr, eval_set=(X_va, y_va), transfer=X_de if kd else None)
+            if kd:
+                used["epochs"].append(f"{distiller.best_epoch_}/{len(distiller.history_)}")
+                used["threads"].append(distiller.threads_)
             proba = distiller.predict_proba(X_te)[:, 1]
             row.roc_auc.append(roc_auc(y_te, proba))
             row.average_precision.append(average_precision(y_te, proba))
@@ -200,6 +204,20 @@ def run_demo(
         f"\ndistilled student vs student alone, mean average precision over {seeds} seed(s): "
         f"{np.mean(distilled.average_precision):.4f} vs {np.mean(alone.average_precision):.4f} "
         f"({gain:+.4f}); {result.seconds:.0f} s in all"
+    )
+    lgb_threads = model.get_params().get("n_jobs")
+    echo(
+        f"settings: T={DEMO_TEMPERATURE:g}, alpha={DEMO_ALPHA:g} (chosen on the validation days "
+        f"by benchmarks/demo_sweep.py); students: batch {common['batch_size']}, at most "
+        f"{common['epochs']} epochs, stopped after {common['early_stopping']} epochs without a "
+        f"better validation average precision, the best epoch kept (distilled, best/run per "
+        f"seed: {', '.join(used['epochs'])}); torch threads {sorted(set(used['threads']))} and "
+        f"LightGBM n_jobs {lgb_threads} (threads={threads!r}: "
+        + (
+            "no more than the idle cores, one for small steps)"
+            if threads == "auto"
+            else "as given)"
+        )
     )
     return result
 
