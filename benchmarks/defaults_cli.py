@@ -36,6 +36,10 @@ baseline beat it on validation), mean ± std over seeds; the main metric is aver
 classes) or accuracy. The verdict per table: is the default's saved student within the seed
 spread of the searched recipe's (|difference| <= the larger std)?
 
+``--tables fraud_handbook --name defaults_cli-fraud``: the Fraud Detection Handbook's first
+prequential test fold (7 training days, the 7 delay days unlabelled, the 7 test days as
+``--test``; the data of ``../shared/data``), the same three recipes.
+
     OMP_NUM_THREADS=1 python benchmarks/defaults_cli.py [--quick] [--seeds 3]
 """
 
@@ -91,6 +95,31 @@ def pydataset_csv(name: str) -> Path:
     return path
 
 
+#: ``--tables fraud_handbook``: the Fraud Detection Handbook's first prequential test fold as a
+#: user would hand it over: 7 training days (labelled) and the 7 delay days (label empty: the
+#: command line makes them the transfer set) in one CSV, the 7 test days in ``--test``.
+FRAUD = "fraud_handbook"
+
+
+def write_fraud_fold(folder: Path) -> tuple[Path, Path]:
+    """The handbook's first test fold as (training CSV with unlabelled delay rows, test CSV)."""
+    import pandas as pd
+
+    import crosskd.datasets.fraud as fraud
+
+    features = list(fraud.HANDBOOK_FEATURES)
+    data = fraud.load_handbook(
+        "transformed", columns=["TX_DATETIME", "CUSTOMER_ID", "TX_TIME_DAYS", "TX_FRAUD", *features]
+    )
+    train, delay, test = fraud.handbook_folds(data, "test", n_folds=1)[0]
+    delay = delay[features].assign(TX_FRAUD=pd.NA)
+    rows = pd.concat([train[[*features, "TX_FRAUD"]], delay], ignore_index=True)
+    paths = folder / "fraud_train.csv", folder / "fraud_test.csv"
+    rows.to_csv(paths[0], index=False)
+    test[[*features, "TX_FRAUD"]].to_csv(paths[1], index=False)
+    return paths
+
+
 def write_table(name: str, folder: Path) -> tuple[Path, str, list[str], str]:
     """The table as a user's CSV; returns (csv, target, columns to drop, main metric)."""
     import pandas as pd
@@ -104,11 +133,21 @@ def write_table(name: str, folder: Path) -> tuple[Path, str, list[str], str]:
     return path, target, ["row", *drop], "average_precision" if binary else "accuracy"
 
 
-def one_run(csv: Path, target: str, drop: list[str], recipe: list[str], seed: int, out: Path):
+def one_run(
+    csv: Path,
+    target: str,
+    drop: list[str],
+    recipe: list[str],
+    seed: int,
+    out: Path,
+    test: Path | None = None,
+):
     from crosskd.cli import main as cli
 
     argv = ["distill", "--data", str(csv), "--target", target, "--out", str(out), "--seed",
             str(seed), "--quiet"]  # fmt: skip
+    if test is not None:
+        argv += ["--test", str(test)]
     for column in drop:
         argv += ["--drop", column]
     started = time.perf_counter()
@@ -123,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one table, one seed (tests)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tables", nargs="*", default=None, help=f"from {list(TABLES)}")
+    parser.add_argument("--tables", nargs="*", default=None, help=f"from {[*TABLES, FRAUD]}")
+    parser.add_argument("--name", default="defaults_cli", help="results file name")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     results = Results("defaults_cli", argv, quick=args.quick)
@@ -133,7 +173,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in names:
-            csv, target, drop, metric = write_table(name, tmp)
+            test = None
+            if name == FRAUD:
+                (csv, test), target, drop = write_fraud_fold(tmp), "TX_FRAUD", []
+                metric = "average_precision"
+            else:
+                csv, target, drop, metric = write_table(name, tmp)
             found: dict[str, dict[str, list[float]]] = {
                 r: {role: [] for role in ROLES} for r in RECIPES
             }
@@ -144,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for seed in seeds:
                 for recipe, flags in RECIPES.items():
                     report, secs = one_run(
-                        csv, target, drop, flags, seed, tmp / f"{name}-{recipe}-{seed}"
+                        csv, target, drop, flags, seed, tmp / f"{name}-{recipe}-{seed}", test
                     )
                     seconds[recipe].append(secs)
                     if recipe == "default":
@@ -207,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "spread": float(spread),
                     "default_within_spread": bool(within),
                     "integer_codes": codes,
-                    "fresh": name in FRESH,
+                    "fresh": name in FRESH or name == FRAUD,
                     "no_codes": float(np.mean(found["no-codes"]["saved"])),
                 }
             )
@@ -223,12 +268,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"{cell(found[recipe]['saved'])} ({', '.join(picked[recipe])}) | "
                     f"{np.mean(seconds[recipe]):.0f} |"
                 )
-    name = "defaults_cli" + ("-quick" if args.quick else "")
+    name = args.name + ("-quick" if args.quick else "")
     payload = results.write(
         rows,
         args.out,
         name=name,
-        settings={"tables": {n: TABLES[n] for n in names}, "recipes": RECIPES, "seeds": seeds},
+        settings={
+            "tables": {n: TABLES.get(n, "handbook test fold 0, --test") for n in names},
+            "recipes": RECIPES,
+            "seeds": seeds,
+        },
         verdicts=verdicts,
     )
     table = (
