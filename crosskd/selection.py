@@ -119,7 +119,12 @@ def compare_on_validation(
             f"beats the distilled student's ({scores['student']:.4f}) by more than one standard "
             f"error ({se:.4f}): distillation from this teacher did not help on the validation rows"
         )
-    if uncertain:
+    if uncertain and se == 0.0:
+        reason += (
+            f"; the two make the same errors on the same {len(np.asarray(y_val))} validation "
+            "rows, so the choice is uncertain"
+        )
+    elif uncertain:
         reason += (
             f"; the difference ({abs(better):.4f}) is within two standard errors ({se:.4f}) of "
             f"the {len(np.asarray(y_val))} validation rows, so the choice is uncertain"
