@@ -130,20 +130,11 @@ def load_average() -> list[float] | None:
 
 
 def cpu_description() -> str:
-    """``cpu: N cores (model name)``: :func:`crosskd.profiling.device_description` when crosskd
-    is already imported, else read from /proc/cpuinfo the same way."""
-    profiling = sys.modules.get("crosskd.profiling")
-    if profiling is not None:
-        return profiling.device_description("cpu")
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {os.cpu_count()} cores ({model})"
+    """``cpu: N cores (model name)``, as :func:`crosskd.profiling.device_description` writes it
+    (:mod:`crosskd._machine` imports neither torch nor numpy)."""
+    from crosskd._machine import cpu_description as describe
+
+    return describe()
 
 
 def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
