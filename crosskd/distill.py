@@ -111,6 +111,10 @@ class TableKind(BaseKind):
 
     name = "table"
     sequence = False
+    #: ``integer_codes`` of the students' encoders (set by :meth:`prepare`, chosen there for auto)
+    codes: str | list[str] | None = None
+    #: the student alone trained while choosing the codes, handed out once as the run's baseline
+    _baseline: Any = None
 
     def check(self) -> None:
         if self.s["teacher"] != "lightgbm":
@@ -297,9 +301,8 @@ class TableKind(BaseKind):
     def fit(self, teacher: Any, student: Any, alpha: float, parts: Parts, epochs: int) -> Any:
         from .trainer import Distiller
 
-        cached = getattr(self, "_baseline", None)
-        if teacher is None and alpha == 0.0 and cached is not None:
-            self._baseline = None  # the student alone trained when integer codes were chosen
+        if teacher is None and alpha == 0.0 and self._baseline is not None:
+            cached, self._baseline = self._baseline, None
             return cached
         return Distiller(
             teacher,
