@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,23 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _number_or_auto(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+def _or_auto(parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse type: ``"auto"`` (any case), else ``parse(text)`` with a message naming
+    ``what`` was expected."""
+
+    def parsed(text: str) -> Any:
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or auto, got {text!r}") from None
+
+    return parsed
+
+
+_number_or_auto = _or_auto(float, "a number")
+_int_or_auto = _or_auto(int, "an integer")
 
 
 def _share_or_count(text: str) -> int | float:
@@ -118,15 +128,6 @@ def _defaults_text(key: str) -> str:
         only = "" if kinds == KINDS else f"{', '.join(KIND_NAMES[k] for k in kinds)} only; "
         return f"{only}default {next(iter(values.values()))}"
     return "default: " + ", ".join(f"{KIND_NAMES[k]} {v}" for k, v in values.items())
-
-
-def _int_or_auto(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
 
 
 #: true-by-default settings, turned off by a flag of their own.
