@@ -20,7 +20,7 @@ from crosskd.io import load_bundle
 from crosskd.losses import ctc_loss, decoded_targets, frame_kd_loss, greedy_decode, mutual_kd_loss
 from crosskd.metrics import character_error_rate
 from crosskd.tasks.ctc import MUTUAL_TERMS, CTCTask, MutualPair
-from crosskd.vision import CRNN, Alphabet, CTCDistiller
+from crosskd.vision import CRNN, Alphabet, CTCDistiller, RandomShift
 from crosskd.vision.ctc_trainer import PEER_SEED_OFFSET
 from crosskd.vision.data import as_images
 
@@ -273,3 +273,32 @@ def test_mutual_off_changes_nothing():
         x[:16], y[:16], eval_set=(x[16:], y[16:])
     )
     assert "train_mutual" in on.history_[0]
+
+
+def test_mutual_through_the_augmentation_search_and_a_resumed_checkpoint(tmp_path):
+    x, y, alphabet = _lines(32, seed=6)
+    torch.manual_seed(3)
+    teacher, student = _crnn(alphabet), _crnn(alphabet)
+    data = (x[:24], y[:24])
+    val = (x[24:], y[24:])
+    # the winner of the race continues as a pair (both of its networks), with an online teacher
+    searched = _mutual(student, alphabet, teacher=teacher, mutual=True, epochs=4, augment_epochs=2,
+                       augment={"none": None, "shift": RandomShift(1)})  # fmt: skip
+    searched.fit(*data, eval_set=val)
+    assert searched.augment_ in ("none", "shift") and len(searched.history_) == 4
+    assert all("train_peer_mutual" in h for h in searched.history_)
+    assert searched.peer_ is not None and searched.mutual_["on"] == "validation"
+    cers = searched.mutual_["cer"]
+    assert searched.evaluate(*val)["cer"] == cers[searched.mutual_["chosen"]] == min(cers.values())
+    # the pair is checkpointed and resumed like a single reader
+    settings = dict(mutual=True, epochs=2, checkpoint_dir=tmp_path / "ckpt")
+    first = _mutual(student, alphabet, **settings).fit(*data, eval_set=val)
+    again = _mutual(student, alphabet, **settings).fit(*data, eval_set=val, resume=True)
+    assert again.mutual_ == first.mutual_
+    for a, b in ((first.student_, again.student_), (first.peer_, again.peer_)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(ConfigError, match="mutual=True in the checkpoint"):  # not a pair
+        _mutual(student, alphabet, epochs=2, alpha=0.0, checkpoint_dir=tmp_path / "ckpt").fit(
+            *data, eval_set=val, resume=True
+        )
