@@ -243,8 +243,12 @@ def test_mutual_settings_errors():
             _mutual(student, alphabet, **settings).fit(x, y)
     with pytest.raises(ConfigError, match="no submodule of _Fixed has reset_parameters"):
         _mutual(_Fixed(alphabet.num_classes), alphabet, mutual=True).fit(x, y)
-    # alpha > 0 without a teacher is mutual learning's own KD term, not an error
-    assert _mutual(student, alphabet, mutual=True, epochs=1).fit(x, y).peer_ is not None
+    with pytest.raises(ConfigError, match=r"transfer images need a teacher \(or mutual=True\)"):
+        _mutual(student, alphabet, alpha=0.0).fit(x, y, transfer=x[:4])
+    # alpha > 0 without a teacher is mutual learning's own KD term, not an error; unlabelled
+    # lines get the mutual term only
+    fitted = _mutual(student, alphabet, mutual=True, epochs=1).fit(x, y, transfer=x[:4])
+    assert fitted.peer_ is not None and fitted.history_[0]["train_mutual"] > 0
 
 
 def test_mutual_off_changes_nothing():

@@ -154,6 +154,7 @@ class CTCTask:
         ``(N, frames, classes)`` and the peer's ``(N, peer_frames, classes)`` logits.
 
         Raises:
+            ConfigError: the task trains a single network (``peer_frames`` is None).
             DataError: the output does not have ``frames + peer_frames`` frames.
         """
         if not self.mutual:
