@@ -7,6 +7,10 @@ attributes end with ``_``, the same history schema, checkpoints and DDP).
 The teacher's outputs are cached once when the images are not augmented, and computed on every
 (augmented) batch otherwise. Unlabelled ``transfer`` images get the ``kd`` term only. With
 ``teacher=None`` (and ``alpha=0``) it trains a model on labels alone.
+
+With ``mutual=True`` it trains two readers together by deep mutual learning (Zhang et al. 2018),
+with or without a teacher: the engine trains a :class:`~crosskd.tasks.ctc.MutualPair` and the task
+splits its output; after ``fit`` the better of the two on the validation lines is ``student_``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..engine import (
     ProgressBar,
     ReduceOnPlateau,
 )
+from ..engine.loop import reinitialise
 from ..engine.runtime import (
     auto_epochs,
     check_engine_settings,
@@ -50,7 +55,7 @@ from ..exceptions import ConfigError, DataError, NotFittedError
 from ..losses import check_alpha, check_temperature, decoded_targets, greedy_decode
 from ..metrics import character_error_rate, sequence_accuracy
 from ..tasks.base import forward_batched
-from ..tasks.ctc import MODES, CTCTask, frames_needed
+from ..tasks.ctc import MODES, CTCTask, MutualPair, _frames_message, frames_needed
 from .data import as_images
 from .textlines import Alphabet
 
@@ -78,6 +83,9 @@ PLATEAU_STEPS = 200
 PLATEAU_MIN_EPOCHS = 5
 #: why a run ended (``stop_reason_``).
 STOP_REASONS = ("plateau", "early_stopping", "budget")
+#: ``mutual=True`` without ``peer``: the peer is a copy of the student re-initialised with
+#: ``seed + PEER_SEED_OFFSET`` (a prime, far from the plateau restarts' ``seed + 7919 * k``).
+PEER_SEED_OFFSET = 104729
 
 
 def _positive(value: Any, name: str, kind: type = int) -> Any:
@@ -154,6 +162,19 @@ class CTCDistiller:
         method: the frame term: ``"frame"`` (frame-wise KL, blank-aware with ``blank_threshold``)
             or ``"bag"`` (blank-masked, time-averaged KL: the line as a bag of characters; teacher
             and student may have different frame counts).
+        mutual: True trains the student and a peer together by deep mutual learning (Zhang et
+            al. 2018): each network's loss is ``alpha * (kd + mutual) + (1 - alpha) * ctc``
+            with ``mutual`` its direction of :func:`crosskd.losses.mutual_kd_loss` (``T^2 KL``
+            from the other network's detached frame posteriors at ``temperature``) and ``kd``
+            the teacher term as above (0 with ``teacher=None``); one engine run trains both
+            (:class:`~crosskd.tasks.ctc.MutualPair`). Needs ``alpha > 0``. Validation follows
+            the better network's CER (best-weights restore, early stopping, plateau checks);
+            after ``fit`` the network with the lower validation CER (ties: the student; without
+            an ``eval_set``, on up to 256 training lines) is ``student_`` and the other
+            ``peer_``. Gradient clipping applies to the two networks' gradients together.
+        peer: the second network of mutual learning (same input, same classes; its frame count
+            may differ if ``resample`` is set), or None: a copy of ``student`` re-initialised
+            with ``seed + PEER_SEED_OFFSET``. Only with ``mutual=True``.
         epochs: passes over the training lines (per attempt), or ``"auto"``: enough for 10,000
             optimiser steps, 20 to 300 epochs, with the plateau schedule (``epochs_``).
         batch_size: lines per step (per process under ``torchrun``), or ``"auto"``: 32 on CPU; on
@@ -227,7 +248,13 @@ class CTCDistiller:
             ``eval_set``, else cosine (``schedule_``).
 
     Attributes (after fit):
-        student_: the trained student (on ``device_``), alphabet_, history_ (one dict per epoch),
+        student_: the trained student (on ``device_``; with ``mutual=True`` the better of the two
+        networks, a plain reader), peer_ (the other network of mutual learning, else None),
+        mutual_ (None, or ``{"chosen": "student" or "peer", "cer": {"student", "peer"}, "on":
+        "validation" or "training lines", "frames": {"student", "peer"}}``: which network
+        ``student_`` is and both CERs the choice was made on), alphabet_, history_ (one dict per
+        epoch; with ``mutual=True`` also ``train_mutual``, ``train_peer_ctc``, ... and
+        ``val_cer_student`` and ``val_cer_peer``, ``val_cer`` being the better one's),
         best_epoch_ (of the last attempt), restarts_ (all-blank plateau restarts), device_, frames_
         (student frames per line), n_train_, epochs_ (the epoch budget), stop_reason_ (why
         training ended: ``"plateau"``: the validation CER stopped improving after the plateau
@@ -249,6 +276,8 @@ class CTCDistiller:
         blank_weight: float = 0.1,
         resample: str | None = None,
         method: str = "frame",
+        mutual: bool = False,
+        peer: nn.Module | None = None,
         epochs: int = 20,
         batch_size: int | str = 32,
         lr: float = 3e-3,
@@ -282,6 +311,8 @@ class CTCDistiller:
         self.blank_weight = blank_weight
         self.resample = resample
         self.method = method
+        self.mutual = mutual
+        self.peer = peer
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -320,7 +351,8 @@ class CTCDistiller:
             )
         check_temperature(self.temperature)
         a = check_alpha(self.alpha)
-        if self.teacher is None and a > 0:
+        self._check_mutual(a)
+        if self.teacher is None and a > 0 and not self.mutual:
             raise ConfigError(
                 f"alpha={a} needs a teacher; pass alpha=0 to train on labels only, or a teacher."
             )
@@ -363,6 +395,52 @@ class CTCDistiller:
         if self.grad_clip is not None:
             _positive(self.grad_clip, "grad_clip", float)
         check_engine_settings(self)
+
+    def _check_mutual(self, alpha: float) -> None:
+        if not isinstance(self.mutual, bool):
+            raise ConfigError(
+                f"mutual must be True (train the student and a peer by deep mutual learning) or "
+                f"False, got {self.mutual!r}."
+            )
+        if not self.mutual:
+            if self.peer is not None:
+                raise ConfigError(
+                    f"peer is the second network of mutual learning, but mutual=False (got peer="
+                    f"{type(self.peer).__name__}). Pass mutual=True with it, or drop peer."
+                )
+            return
+        if alpha == 0:
+            raise ConfigError(
+                "mutual=True with alpha=0 gives the mutual term no weight: the two networks would "
+                "train independently on the labels. Pass alpha > 0 (e.g. 0.5), or mutual=False."
+            )
+        if self.peer is not None and not isinstance(self.peer, nn.Module):
+            raise ConfigError(
+                f"peer must be an nn.Module returning (N, frames, classes) logits (e.g. a "
+                f"crosskd.vision.CRNN), or None for a re-initialised copy of the student; got "
+                f"{type(self.peer).__name__}."
+            )
+        if self.peer is self.student:
+            raise ConfigError(
+                "peer is the student object itself; mutual learning needs two networks. Pass "
+                "another network (e.g. a second CRNN), or peer=None for a re-initialised copy."
+            )
+
+    def _make_peer(self, student: nn.Module) -> nn.Module:
+        """The peer of mutual learning: ``peer`` (a copy unless warm_start), or a copy of
+        ``student`` with new initial weights (``seed + PEER_SEED_OFFSET``)."""
+        if self.peer is not None:
+            return self.peer if self.warm_start else copy.deepcopy(self.peer)
+        peer = copy.deepcopy(student)
+        reinitialise(peer, int(self.seed) + PEER_SEED_OFFSET)
+        mine, theirs = student.state_dict(), peer.state_dict()
+        if all(torch.equal(mine[k], theirs[k]) for k in mine if mine[k].is_floating_point()):
+            raise ConfigError(
+                f"mutual=True without peer re-initialises a copy of the student, but no submodule "
+                f"of {type(student).__name__} has reset_parameters(), so the copy kept the same "
+                "weights and the two networks would be one. Pass peer=<a second network>."
+            )
+        return peer
 
     def _searching(self) -> bool:
         """Whether ``augment`` is chosen on validation (``"auto"`` or a mapping of candidates)."""
@@ -468,9 +546,10 @@ class CTCDistiller:
         targets, lengths = self._encode(y)
         a = float(self.alpha)
         if transfer is not None:
-            if self.teacher is None or a == 0:
+            if (self.teacher is None and not self.mutual) or a == 0:
                 raise ConfigError(
-                    "transfer images need a teacher and alpha > 0 (they have no labels)."
+                    "transfer images need a teacher (or mutual=True) and alpha > 0 (they have no "
+                    "labels)."
                 )
             xt = self._images(transfer, "transfer")
             if xt.shape[1:] != x.shape[1:]:
@@ -506,19 +585,28 @@ class CTCDistiller:
         student = (self.student if self.warm_start else copy.deepcopy(self.student)).to(device)
         teacher = None if self.teacher is None or a == 0 else self.teacher.to(device).eval()
         self.frames_ = self._check_student(student, x, y, device)
+        peer = peer_frames = None
+        if self.mutual:
+            peer = self._make_peer(student).to(device)
+            peer_frames = self._check_student(peer, x, y, device, name="peer")
+            if peer_frames != self.frames_ and self.resample is None:
+                raise ConfigError(_frames_message(self.frames_, peer_frames))
         self.n_train_ = len(y)
         self.threads_ = torch.get_num_threads()
         if device.type == "cpu":
             flops = None
             if self.threads == "auto":
                 flops = step_flops(student, (x[:2].float().to(device),), self.batch_size_)
+                if peer is not None:
+                    flops += step_flops(peer, (x[:2].float().to(device),), self.batch_size_)
                 if teacher is not None:
                     flops += step_flops(teacher, (x[:2].float().to(device),), self.batch_size_) / 3
             self.threads_ = choose_threads(self.threads, step_flops=flops, processes=world)
+        model = student if peer is None else MutualPair(student, peer)
         with torch_threads(self.threads_) if device.type == "cpu" else nullcontext():
             return self._fit_engine(
-                student, teacher, x, y, targets, lengths, labelled, validation, device, generator,
-                resume_state, resume_path, started,
+                model, teacher, x, y, targets, lengths, labelled, validation, device, generator,
+                resume_state, resume_path, started, peer_frames=peer_frames,
             )  # fmt: skip
 
     def _derived(self, **changes: Any) -> CTCDistiller:
@@ -599,6 +687,7 @@ class CTCDistiller:
         if not full and int(self.epochs) > r:
             rest = self._derived(
                 student=probe.student_,
+                peer=probe.peer_ if self.mutual else None,
                 warm_start=False,
                 augment=candidates[chosen],
                 epochs=int(self.epochs) - r,
@@ -656,8 +745,10 @@ class CTCDistiller:
         resume_state: Any,
         resume_path: Path | None,
         started: float,
+        peer_frames: int | None = None,
     ) -> CTCDistiller:
-        """The rest of ``fit``: the task, cached teacher targets, callbacks and the engine."""
+        """The rest of ``fit``: the task, cached teacher targets, callbacks and the engine.
+        ``student`` is a :class:`MutualPair` when ``peer_frames`` is given (mutual learning)."""
         a = float(self.alpha)
         eval_set = validation
         if validation is not None:
@@ -684,6 +775,7 @@ class CTCDistiller:
             precision=self.precision_,
             chunk_size=max(64, self.batch_size_),
             method=self.method,
+            peer_frames=peer_frames,
         )
         x, targets, lengths, labelled = (t.to(device) for t in (x, targets, lengths, labelled))
         cached = None
@@ -713,7 +805,10 @@ class CTCDistiller:
             probe_x, probe_y = x[pick.to(device)], [y[i] for i in pick.tolist()]
 
         def stalled(model: nn.Module) -> tuple[bool, float]:
-            cer = character_error_rate(task.read(model, probe_x, device), probe_y)
+            # a mutual pair is stalled when the better of its two networks is
+            cer = min(
+                character_error_rate(r, probe_y) for r in task.readings(model, probe_x, device)
+            )
             return cer >= STALL_CER, cer
 
         main = self.dist_ is None or self.dist_.is_main
@@ -763,6 +858,8 @@ class CTCDistiller:
 
             settings = {name: getattr(self, name) for name in self._RUN_SETTINGS}
             settings.update(batch_size=self.batch_size_, precision=self.precision_)
+            if self.mutual:  # (absent when off: checkpoints of single runs resume as before)
+                settings.update(mutual=True, peer="given" if self.peer is not None else "copy")
             return run_identity(
                 settings,
                 student,
@@ -824,15 +921,39 @@ class CTCDistiller:
         self.augment_ = "none" if self.augment is None else "given"
         self.augment_search_ = None
         self.augment_choice_ = self.augment
-        self.student_ = student.eval()
+        self.peer_ = self.mutual_ = None
+        if isinstance(student, MutualPair):
+            lines = (xv, yv) if val is not None else (probe_x, probe_y)
+            self._choose(student, task, lines, "training lines" if val is None else "validation")
+        else:
+            self.student_ = student.eval()
         self._task = task
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
+    def _choose(
+        self, pair: MutualPair, task: CTCTask, lines: tuple[torch.Tensor, list[str]], on: str
+    ) -> None:
+        """``student_``: the network of ``pair`` with the lower CER on ``lines`` (ties: the
+        student); ``peer_``: the other; ``mutual_``: the choice and both CERs."""
+        nets = (pair.student.eval(), pair.peer.eval())
+        images, labels = lines
+        cers = [character_error_rate(task.read(net, images, self.device_), labels) for net in nets]
+        frames = (task.frames, int(task.peer_frames))  # type: ignore[arg-type]
+        chosen = 0 if cers[0] <= cers[1] else 1
+        self.student_, self.peer_ = nets[chosen], nets[1 - chosen]
+        self.frames_ = frames[chosen]
+        self.mutual_ = {
+            "chosen": ("student", "peer")[chosen],
+            "cer": {"student": cers[0], "peer": cers[1]},
+            "on": on,
+            "frames": {"student": frames[0], "peer": frames[1]},
+        }
+
     #: ``__init__``'s arguments, in order.
     _PARAMS = (
         "teacher", "student", "alphabet", "temperature", "alpha", "mode", "blank_threshold",
-        "blank_weight", "resample", "method", "epochs", "batch_size", "lr", "weight_decay",
+        "blank_weight", "resample", "method", "mutual", "peer", "epochs", "batch_size", "lr", "weight_decay",
         "warmup_epochs", "grad_clip", "early_stopping", "plateau_restarts", "plateau_epochs",
         "augment", "augment_epochs", "teacher_mode", "device", "precision", "seed", "progress",
         "checkpoint_dir", "checkpoint_every", "distributed", "warm_start", "threads", "schedule",
@@ -866,13 +987,19 @@ class CTCDistiller:
     )
 
     def _check_student(
-        self, student: nn.Module, x: torch.Tensor, y: list[str], device: torch.device
+        self,
+        student: nn.Module,
+        x: torch.Tensor,
+        y: list[str],
+        device: torch.device,
+        name: str = "student",
     ) -> int:
-        """The student's frames per line, after checking its output shape and the labels' length."""
+        """The frames per line of ``student`` (named ``name`` in errors: the student or the
+        mutual-learning peer), after checking its output shape and the labels' length."""
         out = student.num_classes if hasattr(student, "num_classes") else None
         if out is not None and out != self.alphabet_.num_classes:
             raise ConfigError(
-                f"The student outputs {out} classes but the alphabet needs "
+                f"The {name} outputs {out} classes but the alphabet needs "
                 f"{self.alphabet_.num_classes} ({len(self.alphabet_)} characters + the blank). "
                 f"Build it with num_classes={self.alphabet_.num_classes}."
             )
@@ -883,7 +1010,7 @@ class CTCDistiller:
             student.train(was)
         if probe.ndim != 3 or probe.shape[-1] != self.alphabet_.num_classes:
             raise DataError(
-                f"The student returns {tuple(probe.shape)} for one line; expected (1, frames, "
+                f"The {name} returns {tuple(probe.shape)} for one line; expected (1, frames, "
                 f"{self.alphabet_.num_classes}). Use a CRNN with num_classes=alphabet.num_classes."
             )
         frames = int(probe.shape[1])
@@ -891,7 +1018,7 @@ class CTCDistiller:
         if need > frames:
             raise DataError(
                 f"The longest label needs {need} CTC frames (one per character and one between "
-                f"repeats) but the student gives {frames} frames per line. Use wider images, "
+                f"repeats) but the {name} gives {frames} frames per line. Use wider images, "
                 "or a backbone with less horizontal reduction (CRNN max_reduction)."
             )
         return frames
@@ -952,6 +1079,8 @@ class CTCDistiller:
             "best_epoch": self.best_epoch_,
             "history": self.history_,
         }
+        if getattr(self, "mutual_", None) is not None:  # (absent when off, as before)
+            metadata["mutual"] = self.mutual_
         return save_bundle(path, self.student_, metadata)
 
     @classmethod
