@@ -1225,6 +1225,34 @@ class Distiller:
         targets = self._encode_labels(y, num_rows(X), "evaluate").numpy()
         return _metrics.classification_metrics(targets, self.predict_proba(X))
 
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The constructor's settings by name (scikit-learn style, so ``sklearn.base.clone`` works).
+
+        Args:
+            deep: accepted for scikit-learn compatibility; teacher and student are returned as
+                they are, not expanded into their own parameters.
+        """
+        import inspect
+
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> Distiller:
+        """Change settings by name (scikit-learn style); returns self.
+
+        Raises:
+            ConfigError: a name is not a constructor setting.
+        """
+        valid = self.get_params()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"Distiller has no settings {unknown}; the settings are {sorted(valid)}."
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
     def __repr__(self) -> str:
         """``Distiller(teacher=..., student=..., <settings that differ from the defaults>)``, and
         what ``fit`` chose when fitted."""
