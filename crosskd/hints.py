@@ -236,6 +236,11 @@ def find_module(model: nn.Module, name: str, owner: str) -> nn.Module:
 class FeatureHook:
     """A forward hook that keeps the latest output of one module until it is taken.
 
+    The output tensor is kept as it is, not copied: a later in-place operation on it (an
+    ``nn.ReLU(inplace=True)`` right after a hooked convolution) changes what is matched, so the
+    feature is then the activation's output. A module called more than once per forward keeps its
+    last call's output.
+
     Args:
         module: the module whose output is kept.
         name: its name, for messages.

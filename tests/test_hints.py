@@ -378,3 +378,20 @@ def test_get_params_and_clone_keep_the_hint():
     assert d.set_params(hint=None).hint is None
     with pytest.raises(ConfigError, match=r"Distiller has no settings \['hints'\]"):
         d.set_params(hints=hint)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_hint_on_cuda_with_bf16_autocast():
+    X, y = _images(64)
+    torch.manual_seed(0)
+    net = _conv_teacher().module
+    teacher = ModuleTeacher(net, device="cuda", precision="bf16-mixed", classes=(0, 1))
+    settings = dict(SETTINGS, device="cuda", precision="bf16-mixed")
+    d = Distiller(teacher, _small_cnn(), hint=FeatureHint("features.5", "3"), **settings)
+    d.fit(X[:48], y[:48], eval_set=(X[48:], y[48:]))
+    for record in d.history_:
+        assert np.isfinite(record["train_hint"]) and np.isfinite(record["val_hint"])
+    assert next(d.student_.parameters()).device.type == "cuda"
+    assert type(d.student_) is SmallCNN and _no_forward_hooks(d.student_, net)
+    assert np.allclose(d.predict_proba(X[48:]).sum(axis=1), 1.0)
