@@ -340,8 +340,8 @@ class Distiller:
         mode = self.teacher_mode
         if mode == "auto":
             # a hint reads the teacher's features on every batch (checked: a torch teacher)
-            hinted = self.hint is not None and can_online
-            mode = "online" if ((self.augment is not None or hinted) and can_online) else "cached"
+            per_batch = self.augment is not None or self.hint is not None
+            mode = "online" if (per_batch and can_online) else "cached"
         if mode == "online":
             if not can_online:
                 raise ConfigError(

@@ -395,3 +395,17 @@ def test_hint_on_cuda_with_bf16_autocast():
     assert next(d.student_.parameters()).device.type == "cuda"
     assert type(d.student_) is SmallCNN and _no_forward_hooks(d.student_, net)
     assert np.allclose(d.predict_proba(X[48:]).sum(axis=1), 1.0)
+
+
+def test_timm_teacher_layers_are_named_under_model():
+    from crosskd.teachers import TimmTeacher
+
+    X, y = _images(32)
+    net = _conv_teacher().module
+    teacher = TimmTeacher(net, num_classes=2)  # its module: preprocessing, then the network
+    d = Distiller(teacher, _small_cnn(), hint=FeatureHint("features.5", "3"), **SETTINGS)
+    with pytest.raises(ConfigError, match=r"no layer named '3'\. Close matches: \['model.3'\]"):
+        d.fit(X, y)
+    d.set_params(hint=FeatureHint("features.5", "model.3"), epochs=1).fit(X, y)
+    assert d.hint_shapes_["teacher"] == [8, 4, 4] and "train_hint" in d.history_[0]
+    assert _no_forward_hooks(teacher.module, d.student_)
