@@ -46,6 +46,7 @@ from .engine.runtime import (
     setup_device,
 )
 from .exceptions import ConfigError, DataError, NotFittedError, TeacherError
+from .hints import FeatureHint, HintSession, as_feature_hint, find_module
 from .losses import (
     IGNORE_LABEL,
     check_alpha,
@@ -152,6 +153,15 @@ class Distiller:
         method_params: the method's own settings, e.g. ``{"nontarget_weight": 8.0}`` for DKD.
         standardize: z-score teacher and student logits before softening (logit
             standardisation, Sun et al. 2024), for any method.
+        hint: a feature hint (FitNets, Romero et al. 2015): a :class:`crosskd.hints.FeatureHint`
+            ``(student_layer, teacher_layer, weight=1.0)`` or a mapping with those keys. The
+            student layer's output, through a learned adapter (1x1 convolution for feature maps,
+            linear for vectors), is matched to the teacher layer's by mean squared error: the loss
+            becomes ``alpha * kd + (1 - alpha) * ce + weight * hint`` (history keys
+            ``train_hint`` / ``val_hint``). Needs a torch teacher (ModuleTeacher, TimmTeacher),
+            run online on every batch (``teacher_mode`` ``"auto"`` or ``"online"``). The adapter
+            is trained with the student and dropped after ``fit``; ``hint_`` is the setting used,
+            ``hint_shapes_`` the two layers' per-row feature shapes. See ``docs/methods.md``.
         class_names: names of the classes, in the order of ``classes_``, when the labels given to
             ``fit`` are codes (for example ``("legit", "fraud")`` for codes 0 and 1): saved bundles
             then hold the names, and a loaded student predicts them.
@@ -192,6 +202,7 @@ class Distiller:
         method: str = "hinton",
         method_params: Mapping[str, Any] | None = None,
         standardize: bool = False,
+        hint: FeatureHint | Mapping[str, Any] | None = None,
         class_names: Sequence[Any] | None = None,
     ) -> None:
         self.teacher = teacher
@@ -223,6 +234,7 @@ class Distiller:
         self.method = method
         self.method_params = method_params
         self.standardize = standardize
+        self.hint = hint
         self.class_names = class_names
 
     # ------------------------------------------------------------------ checks
@@ -287,12 +299,49 @@ class Distiller:
             raise ConfigError(
                 f"validation_fraction must be in (0, 1) or None, got {self.validation_fraction!r}."
             )
+        self._check_hint()
+
+    def _check_hint(self) -> FeatureHint | None:
+        """The hint setting as a :class:`FeatureHint`, checked against the teacher and student.
+
+        The student's layer is checked here when the student is built; a
+        :class:`~crosskd.tabular.TabularStudent` gets its layers in ``fit`` and is checked then,
+        before training.
+        """
+        hint = as_feature_hint(self.hint)
+        if hint is None:
+            return None
+        if self.teacher is None:
+            raise ConfigError(
+                f"hint={hint!r} matches the student's features to a teacher's, but teacher is "
+                "None. Pass a torch teacher (ModuleTeacher, TimmTeacher), or hint=None."
+            )
+        module = getattr(self.teacher, "module", None)
+        if not isinstance(module, nn.Module) or not hasattr(self.teacher, "logits_on_device"):
+            raise ConfigError(
+                "Feature hints need an online torch teacher (ModuleTeacher, TimmTeacher) whose "
+                f"layers are read on every batch; got {type(self.teacher).__name__}, which gives "
+                "logits only (LightGBM, scikit-learn, precomputed or cached teacher outputs have no "
+                "features to match). Use hint=None with this teacher, or distil from a torch model."
+            )
+        if self.teacher_mode == "cached":
+            raise ConfigError(
+                "A feature hint reads the teacher's features on every batch, so the teacher must "
+                "run online, but teacher_mode='cached'. Use teacher_mode='online' or 'auto' (which "
+                "is online with a hint)."
+            )
+        find_module(module, hint.teacher_layer, "teacher")
+        if getattr(self.student, "is_built", True):
+            find_module(self.student, hint.student_layer, "student")
+        return hint
 
     def _online(self) -> bool:
         can_online = self.teacher is not None and hasattr(self.teacher, "logits_on_device")
         mode = self.teacher_mode
         if mode == "auto":
-            mode = "online" if (self.augment is not None and can_online) else "cached"
+            # a hint reads the teacher's features on every batch (checked: a torch teacher)
+            per_batch = self.augment is not None or self.hint is not None
+            mode = "online" if (per_batch and can_online) else "cached"
         if mode == "online":
             if not can_online:
                 raise ConfigError(
@@ -459,6 +508,8 @@ class Distiller:
         self.temperature_ = 1.0 if self.temperature == "auto" else float(self.temperature)
         self.alpha_ = float(self.alpha)
         self.method_ = "hinton" if self.method == "auto" else self.method
+        self.hint_ = as_feature_hint(self.hint)
+        self.__dict__.pop("hint_shapes_", None)  # a previous fit's hint does not apply
         online = self._online()
         device = self._setup_device()
         from .datasets.parquet import ParquetStream
@@ -777,6 +828,8 @@ class Distiller:
 
         settings = {name: getattr(self, name) for name in self._RUN_SETTINGS}
         settings.update(batch_size=self.batch_size_, lr=self.lr_, precision=self.precision_)
+        if self.hint is not None:  # the key only with a hint: earlier checkpoints stay resumable
+            settings["hint"] = as_feature_hint(self.hint).to_dict()
         if isinstance(inputs, str):  # a stream: fingerprints of the file and of the cached logits
             data_fp = targets_fp = inputs
             teacher_fp = "online" if online else teacher_logits
@@ -971,6 +1024,10 @@ class Distiller:
         return self
 
     def _make_task(self, class_weight: torch.Tensor | None, online: bool) -> ClassificationTask:
+        hint = None
+        if self.hint_ is not None:
+            # resolves the layer names again: a TabularStudent has its layers only now
+            hint = HintSession(self.hint_, self.student_, self.teacher.module)
         return ClassificationTask(
             temperature=self.temperature_,
             alpha=self.alpha_,
@@ -983,6 +1040,7 @@ class Distiller:
             method=self.method_,
             method_params=self._method_params,
             standardize=self.standardize,
+            hint=hint,
         )
 
     def _fit_source(
@@ -1045,9 +1103,21 @@ class Distiller:
             callbacks=callbacks,
         )
         self.threads_ = self._choose_threads(source, device)
-        with torch_threads(self.threads_) if device.type == "cpu" else nullcontext():
+        session = task.hint
+        model: nn.Module = self.student_
+        with (
+            torch_threads(self.threads_) if device.type == "cpu" else nullcontext(),
+            session if session is not None else nullcontext(),  # hooks removed on exit
+        ):
+            if session is not None:
+                # student + adapter trained as one module; the adapter sized by a dry forward
+                probe = tuple(t.to(device) for t in self._probe_inputs)
+                model = session.build(
+                    self.student_, probe, self.teacher.logits_on_device, self.seed
+                )
+                self.hint_shapes_ = session.shapes
             state = engine.fit(
-                self.student_,
+                model,
                 task,
                 source,
                 val=val,
@@ -1155,6 +1225,34 @@ class Distiller:
         targets = self._encode_labels(y, num_rows(X), "evaluate").numpy()
         return _metrics.classification_metrics(targets, self.predict_proba(X))
 
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The constructor's settings by name (scikit-learn style, so ``sklearn.base.clone`` works).
+
+        Args:
+            deep: accepted for scikit-learn compatibility; teacher and student are returned as
+                they are, not expanded into their own parameters.
+        """
+        import inspect
+
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> Distiller:
+        """Change settings by name (scikit-learn style); returns self.
+
+        Raises:
+            ConfigError: a name is not a constructor setting.
+        """
+        valid = self.get_params()
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"Distiller has no settings {unknown}; the settings are {sorted(valid)}."
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
     def __repr__(self) -> str:
         """``Distiller(teacher=..., student=..., <settings that differ from the defaults>)``, and
         what ``fit`` chose when fitted."""
@@ -1208,6 +1306,7 @@ class Distiller:
             "temperature": float(self.temperature_),
             "alpha": float(self.alpha_),
             "method": self.method_,
+            **({"hint": self.hint_.to_dict()} if getattr(self, "hint_", None) else {}),
             "teacher": None if self.teacher is None else self.teacher.info.kind,
             "best_epoch": int(self.best_epoch_),
             "history": self.history_,

@@ -4,11 +4,14 @@ Loss: ``alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s,
 term with optional class weights or focal loss; unlabelled rows, label ``IGNORE_LABEL``, get the
 soft term only). Cached teacher logits are softened once (:func:`crosskd.losses.packed_soft_targets`);
 an online teacher (a torch module on augmented batches) is run on each batch.
+
+With a feature hint (:mod:`crosskd.hints`) the task adds the term ``"hint"``:
+``loss = alpha * kd + (1 - alpha) * ce + weight * hint``, the teacher's features read on each batch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +26,9 @@ from ..losses import (
     packed_soft_targets,
 )
 from .base import forward_batched
+
+if TYPE_CHECKING:
+    from ..hints import HintSession
 
 __all__ = ["ClassificationTask", "classification_monitor"]
 
@@ -62,6 +68,9 @@ class ClassificationTask:
             :func:`crosskd.losses.check_kd_method`.
         standardize: z-score teacher and student logits before softening (logit
             standardisation).
+        hint: a :class:`crosskd.hints.HintSession` (needs ``teacher``, online): the model the
+            engine trains is then the session's :class:`~crosskd.hints.HintedStudent`, the terms
+            gain ``"hint"``, ``online_targets`` returns ``(teacher logits, teacher feature)``.
     """
 
     terms = ("loss", "kd", "ce")
@@ -81,6 +90,7 @@ class ClassificationTask:
         method: str = "hinton",
         method_params: dict[str, Any] | None = None,
         standardize: bool = False,
+        hint: HintSession | None = None,
     ) -> None:
         self.temperature, self.alpha = float(temperature), float(alpha)
         self.num_classes, self.class_weight, self.focal_gamma = (
@@ -94,6 +104,14 @@ class ClassificationTask:
         self.method_params = dict(method_params or {})
         # Hinton's term reads soft targets packed once; the other methods need the raw logits.
         self.packed = method == "hinton" and not self.standardize
+        self.hint = hint
+        if hint is not None:
+            if teacher is None:
+                raise ConfigError(
+                    "A feature hint reads the teacher's features on every batch, but the task has "
+                    "no online teacher. Pass teacher= a torch teacher (ModuleTeacher) run online."
+                )
+            self.terms = (*type(self).terms, "hint")
 
     def cache_targets(self, teacher_logits: torch.Tensor) -> torch.Tensor:
         """Soft targets prepared once (the teacher's softmax is not recomputed per step) for
@@ -102,8 +120,14 @@ class ClassificationTask:
             return teacher_logits
         return packed_soft_targets(teacher_logits, self.temperature)
 
-    def online_targets(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.teacher.logits_on_device(*inputs)
+    def online_targets(
+        self, inputs: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's logits for the batch; with a hint, ``(logits, teacher feature)``."""
+        logits = self.teacher.logits_on_device(*inputs)
+        if self.hint is None:
+            return logits
+        return logits, self.hint.teacher_feature()
 
     def loss(
         self,
@@ -117,8 +141,30 @@ class ClassificationTask:
         The label checks that make ``hard_loss`` read values back from the device run once on the
         encoded targets before training instead. With ``cached``, ``teacher`` holds the packed soft
         targets, and the soft term ``T^2 * mean(sum(q log q) - sum(q log p))`` skips the teacher's
-        softmax per step: the same value as ``kd_loss`` up to float rounding.
+        softmax per step: the same value as ``kd_loss`` up to float rounding. With a hint,
+        ``teacher`` is ``(logits, teacher feature)`` and the adapted student feature comes from the
+        hint session (the student's forward of this step).
         """
+        if self.hint is None:
+            return self._logit_terms(student_out, teacher, targets, cached)
+        teacher, teacher_feat = teacher
+        terms = self._logit_terms(student_out, teacher, targets, cached)
+        return self._with_hint(terms, self.hint.loss(teacher_feat))
+
+    def _with_hint(
+        self, terms: dict[str, torch.Tensor], hint: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        terms["loss"] = terms["loss"] + self.hint.weight * hint
+        terms["hint"] = hint.detach()
+        return terms
+
+    def _logit_terms(
+        self,
+        student_out: torch.Tensor,
+        teacher: torch.Tensor | None,
+        targets: tuple[torch.Tensor, ...],
+        cached: bool,
+    ) -> dict[str, torch.Tensor]:
         a = self.alpha
         zero = student_out.new_zeros((), dtype=torch.float32)
         if a > 0 and teacher is not None:
@@ -156,8 +202,18 @@ class ClassificationTask:
         Args:
             val: ``{"inputs": tensors, "targets": codes, "teacher_logits": tensor or None}``.
         """
-        logits = forward_batched(model, val["inputs"], device, precision, self.chunk_size)
-        terms = self.loss(logits, val.get("teacher_logits"), (val["targets"],), cached=False)
+        if self.hint is None:
+            logits = forward_batched(model, val["inputs"], device, precision, self.chunk_size)
+            terms = self.loss(logits, val.get("teacher_logits"), (val["targets"],), cached=False)
+        else:
+            # The teacher runs on the validation rows for its features (its logits are cached).
+            logits, hint = self.hint.forward_batched(
+                val["inputs"], self.teacher.logits_on_device, device, precision, self.chunk_size
+            )
+            terms = self._logit_terms(
+                logits, val.get("teacher_logits"), (val["targets"],), cached=False
+            )
+            terms = self._with_hint(terms, logits.new_tensor(hint))
         out = {k: float(v) for k, v in terms.items()}
         proba = torch.softmax(logits.float(), dim=-1).cpu().double().numpy()
         metrics = _metrics.classification_metrics(val["targets"].cpu().numpy(), proba)
