@@ -12,11 +12,13 @@ One benchmark, one domain per run (``--domain``), each written to its own result
   classes (``docs/methods.md``), so they are not run on this binary task.
 - ``mnist`` (``methods-mnist.json``): MNIST characters; a LeNet-style CNN teacher (the one of
   ``benchmarks/mnist_hinton.py``, 2-pixel jitter) trained once on 55,000 training images, its
-  logits cached; two students, the 784-800-800-10 MLP of Hinton et al. and a 4,370-parameter
-  ``SmallCNN(width=8)``, each trained ``--mnist-epochs`` epochs (AdamW, cosine, batch 128) with
-  ``alpha=0.9``: ``hinton``, ``dkd``, ``dist``, and each of them with logit standardisation
-  (``+ls``); the same student alone (no teacher) is the control. Validation: 5,000 held-out
-  training images (errors), test: the 10,000 test images (errors).
+  logits cached; two students, the 784-800-800-10 MLP of Hinton et al. (``--mnist-epochs``) and a
+  4,370-parameter ``SmallCNN(width=8)`` (``--cnn-epochs``), trained without jitter (AdamW, cosine,
+  batch 128) with ``alpha=0.9``: ``hinton``, ``dkd``, ``dist``, ``hinton+ls`` (logit
+  standardisation; ``dkd+ls`` and ``dist+ls`` with ``--mnist-methods``) and, for the CNN,
+  ``hinton+hint`` (Hinton's term plus a FitNets feature hint, the teacher run online); the same
+  student alone (no teacher) is the control. Validation: 5,000 held-out training images (errors),
+  test: the 10,000 test images (errors).
 - ``textlines`` (``methods-textlines.json``): CTC text lines, the captcha lines and lines of MNIST
   digits (``crosskd.datasets.digit_lines``); the default CRNN teacher (timm resnet18 backbone)
   trained once per set with labels, then the smallest student of ``benchmarks/textline_ctc.py``
@@ -349,23 +351,29 @@ def log(message: str) -> None:
 
 # ------------------------------------------------------------------------------ mnist
 
-#: name: (KD method, logit standardisation)
+#: name: (KD method, logit standardisation, feature hint). ``hinton+hint``: Hinton's term plus a
+#: FitNets hint from the CNN student's second stage (16 x 14 x 14) to the teacher's second conv
+#: layer (64 x 8 x 8), weight 1, the teacher run online; CNN students only.
 MNIST_METHODS = {
-    "hinton": ("hinton", False),
-    "dkd": ("dkd", False),
-    "dist": ("dist", False),
-    "hinton+ls": ("hinton", True),
-    "dkd+ls": ("dkd", True),
-    "dist+ls": ("dist", True),
+    "hinton": ("hinton", False, False),
+    "dkd": ("dkd", False, False),
+    "dist": ("dist", False, False),
+    "hinton+ls": ("hinton", True, False),
+    "dkd+ls": ("dkd", True, False),
+    "dist+ls": ("dist", True, False),
+    "hinton+hint": ("hinton", False, True),
 }
+#: the hinted layers (student's, teacher's) of ``hinton+hint``
+MNIST_HINT = ("features.12", "features.4")
 
 
 def mnist(args: argparse.Namespace, results: Results) -> dict:
     """The MNIST column (``methods-mnist.json``): see the module docstring."""
     from mnist_hinton import LeNet
 
+    from crosskd.hints import FeatureHint
     from crosskd.profiling import model_size
-    from crosskd.teachers import PrecomputedTeacher
+    from crosskd.teachers import ModuleTeacher, PrecomputedTeacher
     from crosskd.vision import ImageMLP, RandomShift, SmallCNN, load_mnist
 
     started = time.perf_counter()
@@ -403,6 +411,7 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         augment=RandomShift(2, seed=0),
     )
     teacher = PrecomputedTeacher(t_fit.predict_logits(x_fit), rows=x_fit, classes=range(10))
+    online = ModuleTeacher(t_fit.student_, classes=range(10), batch_size=2048)  # for hints
     t_val, t_test = errors(t_fit, x_val, y_val), errors(t_fit, x_test, y_test)
     log(f"teacher: validation errors {t_val}, test errors {t_test}")
     rows: list[dict[str, Any]] = [
@@ -416,9 +425,9 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
             "chosen": True,
         }
     ]
-    students = {  # name: (builder, epochs)
-        "784-800-800-10 MLP": (lambda: ImageMLP((1, 28, 28), 10, (800, 800)), epochs),
-        "SmallCNN(width=8)": (lambda: SmallCNN(1, 10, width=8), cnn_epochs),
+    students = {  # name: (builder, epochs, takes feature hints)
+        "784-800-800-10 MLP": (lambda: ImageMLP((1, 28, 28), 10, (800, 800)), epochs, False),
+        "SmallCNN(width=8)": (lambda: SmallCNN(1, 10, width=8), cnn_epochs, True),
     }
     names = [n.strip() for n in args.mnist_methods.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MNIST_METHODS))
@@ -426,7 +435,7 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         raise SystemExit(f"--mnist-methods: {unknown or 'hinton missing'}; choose from "
                          f"{', '.join(MNIST_METHODS)} (hinton is the reference)")  # fmt: skip
     md = []
-    for student, (build, epochs) in students.items():
+    for student, (build, epochs, hints) in students.items():
         params = model_size(build()).params
         alone = []
         for seed in range(args.seeds):
@@ -449,15 +458,17 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         def fit(
             name: str, t: float, seed: int, build: Any = build, epochs: int = epochs
         ) -> tuple[float, float, dict]:
-            method, standardize = MNIST_METHODS[name]
+            method, standardize, hint = MNIST_METHODS[name]
             d = train(
-                teacher, build(), epochs=epochs, seed=seed, temperature=t, alpha=0.9,
-                method=method, standardize=standardize,
+                online if hint else teacher, build(), epochs=epochs, seed=seed, temperature=t,
+                alpha=0.9, method=method, standardize=standardize,
+                hint=FeatureHint(*MNIST_HINT) if hint else None,
             )  # fmt: skip
             return errors(d, x_val, y_val), errors(d, x_test, y_test), {}
 
         log(f"{student}: methods ...")
-        methods = run_methods(names, args.temperatures, args.seeds, fit, False, log)
+        own = [n for n in names if hints or not MNIST_METHODS[n][2]]
+        methods = run_methods(own, args.temperatures, args.seeds, fit, False, log)
         summary = compare({n: m["test"] for n, m in methods.items()}, "hinton", higher=False)
         rows += method_rows("mnist", "MNIST", student, params, methods, summary, "errors", "hinton")
         md += [
@@ -723,7 +734,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cnn-epochs", type=int, default=5, help="mnist: the CNN student")
     parser.add_argument(
         "--mnist-methods",
-        default="hinton,dkd,dist,hinton+ls",
+        default="hinton,dkd,dist,hinton+ls,hinton+hint",
         help=f"mnist: methods among {','.join(MNIST_METHODS)}",
     )
     parser.add_argument("--teacher-epochs", type=int, default=None,
