@@ -32,6 +32,7 @@ _LAZY = {
     "Distiller": ".trainer",
     "CTCDistiller": ".vision.ctc_trainer",
     "KDClassifier": ".estimator",
+    "FeatureHint": ".hints",
     # teachers
     "Teacher": ".teachers.base",
     "TeacherInfo": ".teachers.base",
@@ -77,6 +78,7 @@ _LAZY = {
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .datasets.parquet import ParquetStream
     from .estimator import KDClassifier
+    from .hints import FeatureHint
     from .export import export_onnx
     from .losses import distillation_loss, kd_loss, soften
     from .profiling import model_size, time_inference
@@ -155,6 +157,7 @@ __all__ = [
     "Distiller",
     "CTCDistiller",
     "KDClassifier",
+    "FeatureHint",
     "load",
     "export_onnx",
     # teachers

@@ -163,7 +163,7 @@ def _add_setting(group: Any, key: str) -> None:
             help=f"{off} ({where}default: {_OFF_DEFAULTS.get(key, 'done')})",
         )  # fmt: skip
         return
-    if key in ("quiet", "skip_unreadable"):
+    if key in ("quiet", "skip_unreadable", "mutual"):
         group.add_argument(setting.flag, dest=key, action="store_true", default=None, help=text)
         return
     kwargs: dict[str, Any] = {"metavar": _METAVAR.get(key, key.split("_")[-1].upper())}

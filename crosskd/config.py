@@ -366,6 +366,15 @@ SETTINGS: dict[str, Setting] = {
             _choice("frame", "sequence", "both"),
         ),
         _S(
+            "mutual",
+            "true or false",
+            "deep mutual learning (docs/methods.md): the distilled student trains with a peer (a "
+            "copy with other initial weights), each distilling from the teacher and from the "
+            "other; the one with the lower validation CER is kept (twice the training compute)",
+            {"textline": False},
+            _bool,
+        ),
+        _S(
             "epochs",
             "a positive integer or auto",
             "maximum epochs (auto: enough for 10,000 steps, 20 to 300 epochs, for images at most "

@@ -185,7 +185,8 @@ def build_adapter(
     Args:
         student_feat: a student feature, batch first: ``(N, C_s, H_s, W_s)`` or ``(N, D_s)``.
         teacher_feat: the teacher feature for the same rows: ``(N, C_t, H_t, W_t)`` or ``(N, D_t)``.
-        student_layer, teacher_layer: the layers' names, for error messages.
+        student_layer: the student layer's name, for error messages.
+        teacher_layer: the teacher layer's name, for error messages.
 
     Returns:
         A :class:`ConvAdapter` for 4-D maps, an ``nn.Linear(D_s, D_t)`` for 2-D features (float32,

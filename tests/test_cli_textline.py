@@ -154,6 +154,28 @@ def test_second_run_reuses_the_teacher_from_a_tsv(first_run, tmp_path, capsys):
     assert set(report["student"]["metrics"]) == {"sequence_accuracy", "cer"}
 
 
+def test_mutual_learning_from_the_command_line(first_run, tmp_path):
+    """``--mutual``: the distilled student trains with a peer; the report says which one of the
+    two was kept and both validation CERs; the baseline (no teacher) trains alone."""
+    folder = write_folder(tmp_path / "lines", labels(20, seed=0))
+    out = tmp_path / "run-mutual"
+    teacher = first_run / "teacher.safetensors"
+    argv = ["distill", "--task", "textline", "--data", str(folder), "--out", str(out)]
+    assert main([*argv, "--teacher-model", str(teacher), *TINY, "--seed", "3", "--mutual"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["mutual"] is True
+    choices = report["textline_choices"]
+    mutual = choices["student"]["mutual"]
+    assert mutual["chosen"] in ("student", "peer")
+    assert set(mutual["cer"]) == {"student", "peer"}
+    kept = mutual["cer"][mutual["chosen"]]
+    assert kept == min(mutual["cer"].values())
+    assert choices["baseline"]["mutual"] is None  # no teacher: trained alone
+    model = crosskd.load(out)  # a plain reader, not the pair
+    assert isinstance(model, CTCDistiller)
+    assert len(model.predict(np.zeros((1, *report["data"]["input_shape"]), np.float32))) == 1
+
+
 def _error(argv: list[str], capsys) -> str:
     capsys.readouterr()
     assert main(argv) == 2

@@ -312,6 +312,7 @@ class TextlineKind(BaseKind):
             resample="linear" if len(set(frames)) > 1 else None,
             warmup_epochs=s["warmup_epochs"],
             augment=augment,
+            mutual=bool(s["mutual"]) and teacher is not None,
             **self.trainer_settings(alpha, epochs),
         ).fit(*parts.train, eval_set=parts.val)
         if fitted.augment_search_ is not None:
@@ -369,6 +370,7 @@ def _run_choices(fitted: Any, setting: Any, choice: str | None) -> dict[str, Any
         "best_val_cer": min((float(h["val_cer"]) for h in fitted.history_), default=None),
         "stop_reason": fitted.stop_reason_,
         "restarts": fitted.restarts_,
+        "mutual": fitted.mutual_,
         "plateau_check_epoch": getattr(fitted, "plateau_epochs_", None),
     }
 
