@@ -345,6 +345,35 @@ def run_methods(
     return out
 
 
+def write_markdown(
+    args: argparse.Namespace,
+    payload: dict,
+    file: str,
+    title: str,
+    intro: str,
+    md: list[str],
+    started: float,
+) -> dict:
+    """Write (not for ``--quick``) and print one domain's markdown; returns ``payload``."""
+    text = "\n".join(
+        [
+            f"# {title}",
+            "",
+            provenance_line(payload),
+            "",
+            intro,
+            "",
+            *md,
+            f"Wall time {(time.perf_counter() - started) / 60:.1f} min.",
+            "",
+        ]
+    )
+    if not args.quick:
+        (args.out / file).write_text(text)
+    print(text)
+    return payload
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -505,28 +534,22 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
             "teacher_logits": "cached (students train without jitter)",
         },
     )
-    text = "\n".join(
-        [
-            "# KD methods on MNIST",
-            "",
-            provenance_line(payload),
-            "",
+    return write_markdown(
+        args,
+        payload,
+        "methods-mnist.md",
+        "KD methods on MNIST",
+        (
             f"Teacher: LeNet-style CNN, 2-pixel jitter, {t_epochs} epochs on {len(y_fit):,} "
             f"images: {t_val} validation errors / {n_val:,}, **{t_test} test errors**. Students: "
             f"the MLP {epochs} epochs, the CNN {cnn_epochs}, AdamW lr 1e-3, cosine, batch 128, alpha 0.9, the teacher's logits "
             f"cached (no jitter); T chosen per method on the validation images (seed 0) from "
             f"{', '.join(f'{t:g}' for t in args.temperatures)}; then {args.seeds} seeds "
-            "(mean ± std); the difference to Hinton is paired by seed.",
-            "",
-            *md,
-            f"Wall time {(time.perf_counter() - started) / 60:.1f} min.",
-            "",
-        ]
+            "(mean ± std); the difference to Hinton is paired by seed."
+        ),
+        md,
+        started,
     )
-    if not args.quick:
-        (args.out / "methods-mnist.md").write_text(text)
-    print(text)
-    return payload
 
 
 # ------------------------------------------------------------------------------ text lines
@@ -697,28 +720,22 @@ def textlines(args: argparse.Namespace, results: Results) -> dict:
             "augment": None,
         },
     )
-    text = "\n".join(
-        [
-            "# KD methods on text lines (CTC)",
-            "",
-            provenance_line(payload),
-            "",
+    return write_markdown(
+        args,
+        payload,
+        "methods-textlines.md",
+        "KD methods on text lines (CTC)",
+        (
             f"Teacher: CRNN (timm resnet18 backbone), {t_epochs} epochs on labels; students "
             f"{epochs} epochs, cosine, no augmentation, alpha 0.5, KD mode `both` (the frame term "
             "below + the teacher's decoded lines); validation: a tenth of the training lines "
             f"(CER); T chosen per method on it (seed 0) from "
             f"{', '.join(f'{t:g}' for t in args.temperatures)}; then {args.seeds} seeds (mean ± "
-            "std); the difference to `frame` is paired by seed.",
-            "",
-            *md,
-            f"Wall time {(time.perf_counter() - started) / 60:.1f} min.",
-            "",
-        ]
+            "std); the difference to `frame` is paired by seed."
+        ),
+        md,
+        started,
     )
-    if not args.quick:
-        (args.out / "methods-textlines.md").write_text(text)
-    print(text)
-    return payload
 
 
 def main(argv: list[str] | None = None) -> dict:
