@@ -431,6 +431,7 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         ).fit(x_fit, y_fit)  # fmt: skip
 
     log(f"teacher: LeNet-style CNN, jitter 2px, {t_epochs} epochs on {len(y_fit):,} images ...")
+    torch.manual_seed(0)
     t_fit = train(
         None,
         LeNet((1, 28, 28), width=32, hidden=256, padding=0, dropout=0.3),
@@ -454,9 +455,24 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
             "chosen": True,
         }
     ]
+
+    def seeded(make: Any) -> Any:
+        """``make`` with torch seeded first: initial weights set by the seed (torch seeds its
+        generator randomly at start-up)."""
+
+        def build(seed: int) -> torch.nn.Module:
+            torch.manual_seed(seed)
+            return make()
+
+        return build
+
     students = {  # name: (builder, epochs, takes feature hints)
-        "784-800-800-10 MLP": (lambda: ImageMLP((1, 28, 28), 10, (800, 800)), epochs, False),
-        "SmallCNN(width=8)": (lambda: SmallCNN(1, 10, width=8), cnn_epochs, True),
+        "784-800-800-10 MLP": (
+            seeded(lambda: ImageMLP((1, 28, 28), 10, (800, 800))),
+            epochs,
+            False,
+        ),
+        "SmallCNN(width=8)": (seeded(lambda: SmallCNN(1, 10, width=8)), cnn_epochs, True),
     }
     names = [n.strip() for n in args.mnist_methods.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MNIST_METHODS))
@@ -465,10 +481,10 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
                          f"{', '.join(MNIST_METHODS)} (hinton is the reference)")  # fmt: skip
     md = []
     for student, (build, epochs, hints) in students.items():
-        params = model_size(build()).params
+        params = model_size(build(0)).params
         alone = []
         for seed in range(args.seeds):
-            d = train(None, build(), epochs=epochs, seed=seed, alpha=0.0)
+            d = train(None, build(seed), epochs=epochs, seed=seed, alpha=0.0)
             alone.append(errors(d, x_test, y_test))
         log(f"{student} alone: test errors {alone}")
         rows.append(
@@ -489,7 +505,7 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         ) -> tuple[float, float, dict]:
             method, standardize, hint = MNIST_METHODS[name]
             d = train(
-                online if hint else teacher, build(), epochs=epochs, seed=seed, temperature=t,
+                online if hint else teacher, build(seed), epochs=epochs, seed=seed, temperature=t,
                 alpha=0.9, method=method, standardize=standardize,
                 hint=FeatureHint(*MNIST_HINT) if hint else None,
             )  # fmt: skip

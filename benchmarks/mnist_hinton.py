@@ -594,6 +594,9 @@ def run(
     cfg = settings(quick)
     data = load_data(quick)
     r = Runner(cfg, data, log)
+    # every model is built after this (each fit seeds torch again at its start, but a model is
+    # built before its fit); torch seeds its generator randomly at start-up
+    torch.manual_seed(0)
     if rows == "conv":
         started = time.perf_counter()
         conv_rows(r, log)

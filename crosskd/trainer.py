@@ -121,7 +121,11 @@ class Distiller:
         validation_fraction: when ``fit`` gets no ``eval_set``, hold out this share of the labelled
             rows (seeded, stratified) for validation; None uses no validation.
         chunk_size: rows per teacher call when caching logits, and per step when predicting.
-        seed: seeds weight initialisation, shuffling and the validation split.
+        seed: seeds the global torch generator at the start of ``fit`` (so the weights of a
+            student built there, e.g. a :class:`~crosskd.tabular.TabularStudent`), shuffling and
+            the validation split. A module passed in keeps the weights it was built with: seed
+            torch (``torch.manual_seed``) before building it for a run that repeats exactly
+            (recent torch versions seed their generator randomly at start-up).
         progress: show a progress bar over epochs (True, or the bar's label, e.g. ``"student"``).
         checkpoint_dir: folder where a training checkpoint (``checkpoint.safetensors``: weights,
             optimizer, scheduler, random states, early-stopping state, history; no pickle) is
