@@ -73,3 +73,23 @@ def test_quick_run_writes_json_markdown_and_plot(tmp_path):
     assert "Teacher search" in markdown and "Distillation sweep" in markdown
     png = (tmp_path / "fraud_handbook.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_levers_quick_run_compares_each_lever_with_the_recipe(tmp_path):
+    """benchmarks/fraud_levers.py --quick: every lever against the recipe, on validation folds."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import fraud_levers
+
+    payload = fraud_levers.main(["--quick", "--out", str(tmp_path)])
+    names = [row["model"] for row in payload["rows"]]
+    assert names == list(fraud_levers.LEVERS) and names[0] == "base"
+    base = payload["rows"][0]
+    assert base["difference_to_base"] == [0.0, 0.0]
+    for row in payload["rows"]:
+        assert 0.0 < row["validation"]["average_precision"][0] <= 1.0
+        diff = row["per_seed"][0] - base["per_seed"][0]
+        assert row["difference_to_base"][0] == pytest.approx(diff, abs=1e-4)  # rounded JSON
+    assert (tmp_path / "fraud_levers-quick.json").exists()
+    assert not (tmp_path / "fraud_levers.md").exists()  # a quick run is not a result
