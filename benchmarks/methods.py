@@ -190,6 +190,7 @@ def fraud(args: argparse.Namespace, results: Results) -> dict:
 
 
 DOMAINS = ("fraud", "mnist", "textlines")
+DEFAULT_SETS = ["captcha", "mnist"]
 DEFAULT_TEMPERATURES = {"fraud": (1.0, 2.0, 4.0), "mnist": (1.0, 4.0),
                         "textlines": (1.0, 2.0)}  # fmt: skip
 
@@ -714,14 +715,17 @@ def textlines(args: argparse.Namespace, results: Results) -> dict:
     student_cfg = {"backbone": "tiny", "width": 4, "hidden": 20, "head": "conv"}
     rows: list[dict[str, Any]] = []
     md = []
-    for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    for name in sets:
         set_rows, set_md = textline_set(name, args, t_epochs, epochs, n_train, n_test, student_cfg)
         rows += set_rows
         md += set_md
+    # the default sets write methods-textlines.*, other sets a file named after them
+    stem = "methods-textlines" + ("" if sets == DEFAULT_SETS else "-" + "-".join(sets))
     payload = results.write(
         rows,
         args.out,
-        name="methods-textlines-quick" if args.quick else "methods-textlines",
+        name=f"{stem}-quick" if args.quick else stem,
         settings={
             "domain": "textlines",
             "sets": args.sets,
@@ -739,7 +743,7 @@ def textlines(args: argparse.Namespace, results: Results) -> dict:
     return write_markdown(
         args,
         payload,
-        "methods-textlines.md",
+        f"{stem}.md",
         "KD methods on text lines (CTC)",
         (
             f"Teacher: CRNN (timm resnet18 backbone), {t_epochs} epochs on labels; students "
@@ -773,7 +777,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher-epochs", type=int, default=None,
                         help="epochs of the teacher (mnist: 12, textlines: 30)")  # fmt: skip
     parser.add_argument("--textline-epochs", type=int, default=20)
-    parser.add_argument("--sets", default="captcha,mnist", help="textlines: the line sets")
+    parser.add_argument(
+        "--sets",
+        default=",".join(DEFAULT_SETS),
+        help="textlines: the line sets among captcha, mnist, digits8 (benchmarks/"
+        "textline_defaults.py); other sets than the default write methods-textlines-<sets>.*",
+    )
     parser.add_argument("--train-lines", type=int, default=800, help="textlines (captcha: at "
                         "most 1,040 with the test lines)")  # fmt: skip
     parser.add_argument("--test-lines", type=int, default=240)
