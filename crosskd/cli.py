@@ -135,6 +135,7 @@ _OFF_FLAGS = {
     "baseline": "--no-baseline",
     "augment": "--no-augment",
     "choose_on_validation": "--keep-distilled",
+    "mutual": "--no-mutual",
 }
 
 
@@ -155,6 +156,8 @@ def _add_setting(group: Any, key: str) -> None:
             "jitter, blur and noise of text lines)",
             "choose_on_validation": "save the distilled student even when the baseline scores "
             "better on the validation rows",
+            "mutual": "train the distilled text-line student alone with its teacher, without a "
+            "peer (deep mutual learning off: half the student's training time)",
         }[key]
         kinds = setting.kinds()
         where = "" if kinds == KINDS else f"{', '.join(KIND_NAMES[k] for k in kinds)} only; "
@@ -163,7 +166,7 @@ def _add_setting(group: Any, key: str) -> None:
             help=f"{off} ({where}default: {_OFF_DEFAULTS.get(key, 'done')})",
         )  # fmt: skip
         return
-    if key in ("quiet", "skip_unreadable", "mutual"):
+    if key in ("quiet", "skip_unreadable"):
         group.add_argument(setting.flag, dest=key, action="store_true", default=None, help=text)
         return
     kwargs: dict[str, Any] = {"metavar": _METAVAR.get(key, key.split("_")[-1].upper())}

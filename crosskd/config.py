@@ -370,8 +370,10 @@ SETTINGS: dict[str, Setting] = {
             "true or false",
             "deep mutual learning (docs/methods.md): the distilled student trains with a peer (a "
             "copy with other initial weights), each distilling from the teacher and from the "
-            "other; the one with the lower validation CER is kept (twice the training compute)",
-            {"textline": False},
+            "other; the one with the lower validation CER is kept (twice the student's training "
+            "compute; better than the student alone with its teacher on 2 of 3 line sets and "
+            "level on the third in benchmarks/methods.py)",
+            {"textline": True},
             _bool,
         ),
         _S(

@@ -154,26 +154,29 @@ def test_second_run_reuses_the_teacher_from_a_tsv(first_run, tmp_path, capsys):
     assert set(report["student"]["metrics"]) == {"sequence_accuracy", "cer"}
 
 
-def test_mutual_learning_from_the_command_line(first_run, tmp_path):
-    """``--mutual``: the distilled student trains with a peer; the report says which one of the
-    two was kept and both validation CERs; the baseline (no teacher) trains alone."""
-    folder = write_folder(tmp_path / "lines", labels(20, seed=0))
-    out = tmp_path / "run-mutual"
-    teacher = first_run / "teacher.safetensors"
-    argv = ["distill", "--task", "textline", "--data", str(folder), "--out", str(out)]
-    assert main([*argv, "--teacher-model", str(teacher), *TINY, "--seed", "3", "--mutual"]) == 0
-    report = json.loads((out / "report.json").read_text())
+def test_mutual_learning_is_the_default_and_can_be_turned_off(first_run, tmp_path):
+    """The distilled student trains with a peer by default; the report says which one of the two
+    was kept and both validation CERs; the baseline (no teacher) trains alone; ``--no-mutual``
+    trains the distilled student without a peer."""
+    report = json.loads((first_run / "report.json").read_text())
     assert report["settings"]["mutual"] is True
     choices = report["textline_choices"]
     mutual = choices["student"]["mutual"]
     assert mutual["chosen"] in ("student", "peer")
     assert set(mutual["cer"]) == {"student", "peer"}
-    kept = mutual["cer"][mutual["chosen"]]
-    assert kept == min(mutual["cer"].values())
+    assert mutual["cer"][mutual["chosen"]] == min(mutual["cer"].values())
     assert choices["baseline"]["mutual"] is None  # no teacher: trained alone
-    model = crosskd.load(out)  # a plain reader, not the pair
-    assert isinstance(model, CTCDistiller)
-    assert len(model.predict(np.zeros((1, *report["data"]["input_shape"]), np.float32))) == 1
+    model = crosskd.load(first_run)  # a plain reader, not the pair
+    assert isinstance(model, CTCDistiller) and type(model.student_).__name__ == "CRNN"
+
+    folder = write_folder(tmp_path / "lines", labels(20, seed=0))
+    out = tmp_path / "run-alone"
+    teacher = first_run / "teacher.safetensors"
+    argv = ["distill", "--task", "textline", "--data", str(folder), "--out", str(out)]
+    assert main([*argv, "--teacher-model", str(teacher), *TINY, "--seed", "3", "--no-mutual"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["mutual"] is False
+    assert report["textline_choices"]["student"]["mutual"] is None
 
 
 def _error(argv: list[str], capsys) -> str:
