@@ -88,6 +88,21 @@ DEMO_COLUMNS = {
     "average precision": ("metrics", "average_precision"),
     "CPU ms / 10k rows": ("timing", "ms_per_10k_rows"),
 }
+#: the columns of the text-line method tables of docs/methods.md
+TEXTLINE_METHOD_COLUMNS = {
+    "T (validation)": ("temperature",),
+    "validation CER": ("validation", "cer"),
+    "test sequence accuracy": ("metrics", "sequence_accuracy"),
+    "test CER": ("metrics", "cer"),
+    "minus frame (± seed noise)": ("difference_to_reference",),
+}
+
+
+def _method_rows(data: str, student: str, temperatures: dict[str, int]) -> dict[str, str]:
+    """{method: JSON model} of one method table of benchmarks/methods.py."""
+    return {m: f"{data}: {student}, {m}, T={t}" for m, t in temperatures.items()}
+
+
 DOC_TABLES = [
     (
         "README.md",
@@ -202,6 +217,22 @@ DOC_TABLES = [
         },
         None,
     ),
+    *[
+        (
+            "docs/methods.md",
+            f"| {data}: method | T (validation) | validation CER | test sequence accuracy | "
+            "test CER | minus frame (± seed noise) |",
+            file,
+            _method_rows(data, "tiny CRNN w4 h20", temperatures),
+            TEXTLINE_METHOD_COLUMNS,
+            None,
+        )
+        for data, file, temperatures in (
+            ("captcha", "methods-textlines.json", {"frame": 1, "bag": 1, "mutual": 1}),
+            ("mnist", "methods-textlines.json", {"frame": 2, "bag": 1, "mutual": 2}),
+            ("digits8", "methods-textlines-digits8.json", {"frame": 1, "bag": 1, "mutual": 1}),
+        )
+    ],
 ]
 
 
@@ -229,7 +260,7 @@ def markdown_table(text: str, header: str) -> list[dict[str, str]]:
     raise AssertionError(f"no table with the columns of {header!r}")
 
 
-_NUMBER = r"-?[0-9][0-9,]*(?:\.[0-9]+)?"
+_NUMBER = r"[-+]?[0-9][0-9,]*(?:\.[0-9]+)?"
 
 
 def parse_cell(cell: str) -> list[tuple[float, int]] | None:
