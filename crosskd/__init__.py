@@ -78,8 +78,8 @@ _LAZY = {
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .datasets.parquet import ParquetStream
     from .estimator import KDClassifier
-    from .hints import FeatureHint
     from .export import export_onnx
+    from .hints import FeatureHint
     from .losses import distillation_loss, kd_loss, soften
     from .profiling import model_size, time_inference
     from .tabular.gbdt import fit_lightgbm

@@ -512,6 +512,7 @@ class Distiller:
         self.temperature_ = 1.0 if self.temperature == "auto" else float(self.temperature)
         self.alpha_ = float(self.alpha)
         self.method_ = "hinton" if self.method == "auto" else self.method
+        self.standardize_ = bool(self.standardize)
         self.hint_ = as_feature_hint(self.hint)
         self.__dict__.pop("hint_shapes_", None)  # a previous fit's hint does not apply
         online = self._online()
@@ -1021,6 +1022,7 @@ class Distiller:
         final.temperature = search["chosen"]["temperature"]
         final.alpha = search["chosen"]["alpha"]
         final.method = search["chosen"]["method"]
+        final.standardize = search["chosen"].get("standardize", final.standardize)
         final.fit(X, y, eval_set=eval_set, transfer=transfer, resume=resume)
         self.__dict__.update({k: v for k, v in final.__dict__.items() if k.endswith("_")})
         self.search_ = search
@@ -1310,6 +1312,7 @@ class Distiller:
             "temperature": float(self.temperature_),
             "alpha": float(self.alpha_),
             "method": self.method_,
+            **({"standardize": True} if getattr(self, "standardize_", False) else {}),
             **({"hint": self.hint_.to_dict()} if getattr(self, "hint_", None) else {}),
             "teacher": None if self.teacher is None else self.teacher.info.kind,
             "best_epoch": int(self.best_epoch_),

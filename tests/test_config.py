@@ -150,7 +150,7 @@ def test_library_cli_and_help_read_the_same_defaults(capsys):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["distill"]
     flags = {o for a in sub._actions for o in a.option_strings}
-    for key, setting in SETTINGS.items():
+    for key in SETTINGS:
         assert _flag(key) in flags
     help_text = " ".join(sub.format_help().split())
     assert "(default: tables 2, images 4, text lines 1)" in help_text  # --temperature

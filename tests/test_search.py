@@ -65,7 +65,7 @@ def test_method_auto_tries_each_method_at_the_given_pair_and_records_the_choice(
                   device="cpu")  # fmt: skip
     d.fit(X, y)
     trials = d.search_["trials"]
-    assert [t["method"] for t in trials] == list(METHODS)
+    assert [t["method"] for t in trials if not t["standardize"]] == list(METHODS)
     assert {(t["temperature"], t["alpha"]) for t in trials} == {(2.0, 0.9)}
     best = max(trials, key=lambda t: t["score"])
     assert d.search_["chosen"]["method"] == d.method_ == best["method"]
@@ -74,6 +74,30 @@ def test_method_auto_tries_each_method_at_the_given_pair_and_records_the_choice(
     plain = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), method="dist", epochs=2,
                       progress=False, device="cpu").fit(X, y)  # fmt: skip
     assert plain.method_ == "dist" and not hasattr(plain, "search_")
+
+
+def test_method_auto_also_tries_standardised_logits_with_three_classes_only():
+    X, y, W = _data()
+    d = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), temperature=2.0, alpha=0.9,
+                  method="auto", epochs=6, validation_fraction=0.25, progress=False,
+                  device="cpu")  # fmt: skip
+    d.fit(X, y)
+    trials = d.search_["trials"]
+    assert [(t["method"], t["standardize"]) for t in trials] == [
+        *[(m, False) for m in METHODS],
+        ("hinton", True),
+    ]
+    best = max(trials, key=lambda t: t["score"])
+    chosen = d.search_["chosen"]
+    assert (chosen["method"], chosen["standardize"]) == (best["method"], best["standardize"])
+    assert d.standardize_ == best["standardize"] and d.standardize is False  # as given
+    # two classes: standardised logits carry no gradient, so they are not tried
+    X2, y2, W2 = _data(k=2)
+    d2 = Distiller(LinearTeacher(W2), MLP(4, 2, hidden=(8,)), temperature=2.0, alpha=0.9,
+                   method="auto", epochs=4, validation_fraction=0.25, progress=False,
+                   device="cpu").fit(X2, y2)  # fmt: skip
+    assert [t["method"] for t in d2.search_["trials"]] == list(METHODS)
+    assert "standardize" not in d2.search_["chosen"] and d2.standardize_ is False
 
 
 def test_method_auto_refuses_method_params():
