@@ -352,8 +352,8 @@ SETTINGS: dict[str, Setting] = {
             "method",
             "tables, images: hinton, dkd, dist, ranking or auto; text lines: frame or bag",
             "the distillation loss (docs/methods.md): Hinton's KL, DKD, DIST, pairwise ranking "
-            "(two classes), or auto: Hinton or DIST chosen on the validation rows (tables, "
-            "images); the frame term of text lines: frame-wise KL or the blank-masked, "
+            "(two classes), or auto: Hinton, DIST or (3+ classes) Hinton on standardised logits, "
+            "chosen on the validation rows (tables, images); the frame term of text lines: frame-wise KL or the blank-masked, "
             "time-averaged bag of characters",
             {"table": "hinton", "image": "hinton", "textline": "frame"},
             _choice("hinton", "dkd", "dist", "ranking", "auto", "frame", "bag"),
