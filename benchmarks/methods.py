@@ -481,11 +481,11 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         raise SystemExit(f"--mnist-methods: {unknown or 'hinton missing'}; choose from "
                          f"{', '.join(MNIST_METHODS)} (hinton is the reference)")  # fmt: skip
     md = []
-    for student, (build, epochs, hints) in students.items():
+    for student, (build, n_epochs, hints) in students.items():
         params = model_size(build(0)).params
         alone = []
         for seed in range(args.seeds):
-            d = train(None, build(seed), epochs=epochs, seed=seed, alpha=0.0)
+            d = train(None, build(seed), epochs=n_epochs, seed=seed, alpha=0.0)
             alone.append(errors(d, x_test, y_test))
         log(f"{student} alone: test errors {alone}")
         rows.append(
@@ -502,7 +502,7 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         )
 
         def fit(
-            name: str, t: float, seed: int, build: Any = build, epochs: int = epochs
+            name: str, t: float, seed: int, build: Any = build, epochs: int = n_epochs
         ) -> tuple[float, float, dict]:
             method, standardize, hint = MNIST_METHODS[name]
             d = train(
@@ -518,7 +518,7 @@ def mnist(args: argparse.Namespace, results: Results) -> dict:
         summary = compare({n: m["test"] for n, m in methods.items()}, "hinton", higher=False)
         rows += method_rows("mnist", "MNIST", student, params, methods, summary, "errors", "hinton")
         md += [
-            f"### {student} ({params:,} parameters, {epochs} epochs)",
+            f"### {student} ({params:,} parameters, {n_epochs} epochs)",
             "",
             f"Alone (no teacher): {_pm(mean_std(alone), 1)} test errors.",
             "",
