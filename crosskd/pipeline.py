@@ -652,12 +652,20 @@ def run(kind: Kind, *, echo: Callable[[str], Any] = print) -> dict[str, Any]:
         echo(f"training the baseline: the student on labels alone ({budget}) ...")
         kind.role = "baseline"
         baseline = kind.fit(None, kind.student_model(), 0.0, parts, epochs)
+    peer = " and a peer (mutual learning; --no-mutual: alone)" if settings.get("mutual") else ""
     echo(
-        f"distilling the teacher into the student (T={settings['temperature']}, "
+        f"distilling the teacher into the student{peer} (T={settings['temperature']}, "
         f"alpha={settings['alpha']}) ..."
     )
     kind.role = "student"
     student = kind.fit(teacher.teacher, kind.student_model(), settings["alpha"], parts, epochs)
+    mutual = getattr(student, "mutual_", None)
+    if mutual:
+        cer = mutual["cer"]
+        echo(
+            f"mutual learning: kept the {mutual['chosen']} (validation CER student "
+            f"{cer['student']:.4f}, peer {cer['peer']:.4f})"
+        )
     if not main:
         return {}  # only rank 0 evaluates and writes the outputs
     task = "sequence" if kind.sequence else ("binary" if len(data.classes) == 2 else "multiclass")

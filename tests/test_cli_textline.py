@@ -154,7 +154,7 @@ def test_second_run_reuses_the_teacher_from_a_tsv(first_run, tmp_path, capsys):
     assert set(report["student"]["metrics"]) == {"sequence_accuracy", "cer"}
 
 
-def test_mutual_learning_is_the_default_and_can_be_turned_off(first_run, tmp_path):
+def test_mutual_learning_is_the_default_and_can_be_turned_off(first_run, tmp_path, capsys):
     """The distilled student trains with a peer by default; the report says which one of the two
     was kept and both validation CERs; the baseline (no teacher) trains alone; ``--no-mutual``
     trains the distilled student without a peer."""
@@ -170,10 +170,18 @@ def test_mutual_learning_is_the_default_and_can_be_turned_off(first_run, tmp_pat
     assert isinstance(model, CTCDistiller) and type(model.student_).__name__ == "CRNN"
 
     folder = write_folder(tmp_path / "lines", labels(20, seed=0))
+    argv = ["distill", "--task", "textline", "--data", str(folder)]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "run-pair"), "--teacher-model",
+                 str(first_run / "teacher.safetensors"), *TINY, "--seed", "3"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "distilling the teacher into the student and a peer (mutual learning" in printed
+    assert re.search(r"mutual learning: kept the (student|peer) \(validation CER student", printed)
     out = tmp_path / "run-alone"
     teacher = first_run / "teacher.safetensors"
     argv = ["distill", "--task", "textline", "--data", str(folder), "--out", str(out)]
     assert main([*argv, "--teacher-model", str(teacher), *TINY, "--seed", "3", "--no-mutual"]) == 0
+    assert "mutual learning" not in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["mutual"] is False
     assert report["textline_choices"]["student"]["mutual"] is None
