@@ -20,7 +20,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 if TYPE_CHECKING:
     from .trainer import Distiller
@@ -82,8 +81,10 @@ def search_settings(
     ]
     searched_standardize = False
     if distiller.method == "auto" and not standardize:
-        labels = np.concatenate([np.asarray(y).ravel(), np.asarray(eval_set[1]).ravel()])
-        if len(pd.unique(labels)) >= 3:
+        from .trainer import _as_label_array
+
+        # the classes the fit will use (the teacher's, when it names them), not a recount
+        if len(distiller._classes_from(X, _as_label_array(y))) >= 3:
             methods += [(m, True) for m in MULTICLASS_STANDARDIZED]
             searched_standardize = True
     grid = [(float(t), float(a), m) for t in temperatures for a in alphas for m in methods]
