@@ -77,6 +77,9 @@ RECIPES: dict[str, list[str]] = {
     "no-codes": ["--integer-codes", "none"],
     "searched": ["--temperature", "auto", "--alpha", "auto"],
     "dist": ["--method", "dist"],
+    "clip10": ["--clip", "10"],
+    "clip30": ["--clip", "30"],
+    "clip100": ["--clip", "100"],
 }
 #: the recipes of a run without --recipes
 DEFAULT_RECIPES = ("default", "no-codes", "searched")

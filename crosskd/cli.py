@@ -76,7 +76,7 @@ _INT = ("teacher_epochs", "student_width", "head_width", "shift", "height", "wid
         "latency_repeats", "seed")  # fmt: skip
 #: integers that may also be "auto"
 _INT_OR_AUTO = ("epochs", "early_stopping", "batch_size", "threads")
-_FLOAT = ("temperature", "alpha", "lr", "warmup_epochs")
+_FLOAT = ("temperature", "alpha", "lr", "warmup_epochs", "clip")
 _METAVAR = {
     "temperature": "T",
     "alpha": "A",

@@ -325,6 +325,14 @@ SETTINGS: dict[str, Setting] = {
             _codes,
         ),
         _S(
+            "clip",
+            "a number > 0",
+            "numeric columns are scaled, (value - median) / interquartile range (the standard "
+            "deviation where that range is 0), and clipped to [-clip, clip]",
+            {"table": 10.0},
+            _positive,
+        ),
+        _S(
             "positive_label",
             "a label value or null",
             "the positive class of a two-class target (default: 1 / True for 0/1 or boolean "

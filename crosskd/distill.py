@@ -290,7 +290,7 @@ class TableKind(BaseKind):
     def _student(self, num_classes: int) -> Any:
         from .tabular import TabularEncoder, TabularStudent
 
-        encoder = TabularEncoder(integer_codes=self.codes)
+        encoder = TabularEncoder(integer_codes=self.codes, clip=self.s["clip"])
         return TabularStudent(
             hidden=tuple(self.s["hidden"]), num_classes=num_classes, encoder=encoder
         )
