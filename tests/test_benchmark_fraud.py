@@ -93,3 +93,19 @@ def test_levers_quick_run_compares_each_lever_with_the_recipe(tmp_path):
         assert row["difference_to_base"][0] == pytest.approx(diff, abs=1e-4)  # rounded JSON
     assert (tmp_path / "fraud_levers-quick.json").exists()
     assert not (tmp_path / "fraud_levers.md").exists()  # a quick run is not a result
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_levers_subset_runs_base_first_under_its_own_name(tmp_path):
+    """--levers picks the levers (base always first, the reference); --name names the files."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import fraud_levers
+
+    payload = fraud_levers.main(
+        ["--quick", "--levers", "clip100", "--name", "levers-sub", "--out", str(tmp_path)]
+    )
+    assert [row["model"] for row in payload["rows"]] == ["base", "clip100"]
+    assert (tmp_path / "levers-sub-quick.json").exists()
+    # the clip changes the student's inputs on these rows: a different score, not a copy of base
+    assert payload["rows"][1]["per_seed"] != payload["rows"][0]["per_seed"]
