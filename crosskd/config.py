@@ -329,7 +329,7 @@ SETTINGS: dict[str, Setting] = {
             "a number > 0",
             "numeric columns are scaled, (value - median) / interquartile range (the standard "
             "deviation where that range is 0), and clipped to [-clip, clip]",
-            {"table": 10.0},
+            {"table": 100.0},
             _positive,
         ),
         _S(

@@ -379,3 +379,34 @@ def test_a_wrong_number_in_a_doc_table_is_caught(tmp_path) -> None:
     stored = _field(row, ("metrics", "average_precision"))
     assert not all(_close(s, d, v) for (s, d), v in zip(shown, stored, strict=True))
     assert _close(*parse_cell(table[0]["params"])[0], row["params"])
+
+
+#: Tables of docs/defaults.md copied whole from a benchmark's markdown (its verdict table, computed
+#: from the JSON by the same run): (header, results markdown).
+COPIED_TABLES = [
+    (
+        "| data | seeds with integer codes used | recipe | default (saved) | recipe (saved) | "
+        "recipe - default | spread (larger std) | within |",
+        "defaults_cli-clip.md",
+    ),
+]
+
+
+def _table_block(text: str, header: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(header)
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append(line)
+    return block
+
+
+@pytest.mark.parametrize("header,results", COPIED_TABLES, ids=[r for _, r in COPIED_TABLES])
+def test_copied_tables_match_their_results(header: str, results: str) -> None:
+    doc = _table_block((REPO / "docs" / "defaults.md").read_text(), header)
+    source = (RESULTS / results).read_text()
+    assert _table_block(source, header) == doc, f"docs/defaults.md differs from {results}"
+    prov = [line for line in source.splitlines() if line.startswith("`OMP_NUM_THREADS")][0]
+    assert prov in (REPO / "docs" / "defaults.md").read_text(), "its run line is not quoted"
