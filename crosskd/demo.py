@@ -46,7 +46,7 @@ WARMUP_DAYS = 30
 #: benchmarks/results/demo_sweep.md). Class weights are not used (the fraud benchmark measured
 #: "balanced" weights below unweighted training in average precision, see docs/fraud.md).
 DEMO_TEMPERATURE = 2.0
-DEMO_ALPHA = 0.7
+DEMO_ALPHA = 0.5
 STUDENT_HIDDEN = (32, 16)
 
 
