@@ -70,6 +70,25 @@ def test_encoder_robust_scaling_and_clip():
     assert enc.transform(pd.DataFrame({"x": [q50]})).numeric.item() == pytest.approx(0.0)
 
 
+def test_default_clip_keeps_the_rare_values_of_a_zero_inflated_column_apart():
+    """A rate that is 0 on 99 % of the rows (a terminal's recent fraud share) has interquartile
+    range 0 and is scaled by its standard deviation: its rare high values lie 10-16 deviations
+    out. The default clip must not flatten them (at 10 it did, and cost the fraud student AP),
+    while a wild value (a data error) is still clipped."""
+    rng = np.random.default_rng(0)
+    rate = np.zeros(10_000)
+    rate[:100] = np.linspace(0.05, 1.0, 100)
+    rng.shuffle(rate)
+    enc = TabularEncoder().fit(pd.DataFrame({"rate": rate}))
+    assert enc.scale_ == [pytest.approx(rate.std())]
+    high = pd.DataFrame({"rate": [0.6, 0.8, 1.0]})
+    z = enc.transform(high).numeric[:, 0].numpy()
+    assert z[0] > 10 and np.all(np.diff(z) > 0)  # beyond the old clip, and still ordered
+    assert enc.last_report_["clipped_counts"] == {"rate": 0}
+    wild = enc.transform(pd.DataFrame({"rate": [1e4]})).numeric.item()
+    assert wild == pytest.approx(enc.clip) and enc.clip == 100.0
+
+
 def test_encoder_unseen_and_missing_categories_go_to_zero():
     enc = TabularEncoder().fit(make_frame())
     new = make_frame(6, seed=1)
