@@ -11,11 +11,13 @@ folds are not read: a lever that wins here goes into ``fraud_handbook.py``'s val
 - ``delay+munge``: the delay week and the MUNGE rows together as the transfer set;
 - ``ens3x32-16``: three 15-32-16-2 students (seeds s, s+10, s+20; 3,222 parameters in all), their
   probabilities averaged;
-- ``clip100``: the student's encoder clips the scaled inputs at +-100 instead of +-10 (the
-  terminal-risk columns are 0 on most rows: their interquartile range is 0, so they are scaled by
-  their standard deviation, and the riskiest 0.5 % of the rows lie 10 to 16 deviations out).
+- ``clip10``: the student's encoder clips the scaled inputs at +-10, its default before commit
+  41bc002 (now +-100). The terminal-risk columns are 0 on most rows: their interquartile range is
+  0, so they are scaled by their standard deviation, and the riskiest 0.5 % of the rows lie 10 to
+  16 deviations out. (``results/fraud_levers-clip.md`` is the run that moved the default: its
+  ``base`` clipped at 10 and its lever ``clip100`` at 100.)
 
-    OMP_NUM_THREADS=1 python benchmarks/fraud_levers.py [--quick] [--levers base clip100 --name N]
+    OMP_NUM_THREADS=1 python benchmarks/fraud_levers.py [--quick] [--levers clip10 --name N]
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ LEVERS: dict[str, Lever] = {
     "ens3x32-16": lambda s, f, t, tr, seed: np.mean(
         [fit(s, f, t, tr["delay"], seed + 10 * k, hidden=(32, 16)) for k in range(3)], axis=0
     ),
-    "clip100": lambda s, f, t, tr, seed: fit(s, f, t, tr["delay"], seed, clip=100.0),
+    "clip10": lambda s, f, t, tr, seed: fit(s, f, t, tr["delay"], seed, clip=10.0),
 }
 
 

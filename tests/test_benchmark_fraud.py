@@ -103,9 +103,9 @@ def test_levers_subset_runs_base_first_under_its_own_name(tmp_path):
     import fraud_levers
 
     payload = fraud_levers.main(
-        ["--quick", "--levers", "clip100", "--name", "levers-sub", "--out", str(tmp_path)]
+        ["--quick", "--levers", "clip10", "--name", "levers-sub", "--out", str(tmp_path)]
     )
-    assert [row["model"] for row in payload["rows"]] == ["base", "clip100"]
+    assert [row["model"] for row in payload["rows"]] == ["base", "clip10"]
     assert (tmp_path / "levers-sub-quick.json").exists()
     # the clip changes the student's inputs on these rows: a different score, not a copy of base
     assert payload["rows"][1]["per_seed"] != payload["rows"][0]["per_seed"]
