@@ -80,8 +80,8 @@ class TabularEncoder:
             column not named here is then read as a 0/1 number.
         clip: scaled numeric values are clipped to ``[-clip, clip]`` so that outliers (a data
             error, an amount a thousand times the usual) cannot dominate a student's first layer.
-            Values inside the training range rarely reach 100; see the module docstring for why
-            the default is not lower.
+            Real columns of the benchmarks reach 16 (fraud rates), 19 (breast cancer) and 42
+            (digits) deviations; see the module docstring for why the default is not 10.
         min_frequency: a category seen fewer times than this in training shares index 0 with
             unknown and missing values.
         integer_codes: numeric columns that are also read as categories (each keeps its scaled
@@ -434,7 +434,9 @@ class TabularEncoder:
         except (TypeError, ValueError):
             clip = float("nan")
         if not (clip > 0):
-            raise ConfigError(f"clip must be a number > 0, got {self.clip!r}. The default is 100.0.")
+            raise ConfigError(
+                f"clip must be a number > 0, got {self.clip!r}. The default is 100.0."
+            )
         if isinstance(self.min_frequency, bool) or not isinstance(
             self.min_frequency, (int, np.integer)
         ):
