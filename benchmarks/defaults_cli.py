@@ -33,8 +33,9 @@ Three recipes, the same seeds (the seed sets the split and every initialisation)
 Reported on the test rows, used for nothing else: the teacher, the student alone (baseline), the
 distilled student and the student the run saved (``selection``: the distilled one unless the
 baseline beat it on validation), mean ± std over seeds; the main metric is average precision (two
-classes) or accuracy. The verdict per table: is the default's saved student within the seed
-spread of the searched recipe's (|difference| <= the larger std)?
+classes) or accuracy. The verdict per table and recipe (``within``), one-sided: the other recipe's
+saved student is not better than the default's by more than the seed spread (other - default <=
+the larger std); a default better by more than the spread is "yes" too.
 
 ``--tables fraud_handbook --name defaults_cli-fraud``: the Fraud Detection Handbook's first
 prequential test fold (7 training days, the 7 delay days unlabelled, the 7 test days as
@@ -322,7 +323,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + table
         + "\n\n## Is the default within the seed spread of each other recipe?\n\n"
         "`searched` chooses T and alpha on the validation rows (3x compute); `no-codes` reads no "
-        "integer column as categories; `dist` uses DIST instead of Hinton's loss.\n\n"
+        "integer column as categories; `dist` uses DIST instead of Hinton's loss; `clipN`: the "
+        "encoder's clip at N. `within` is one-sided: the recipe is not better than the default "
+        "by more than the spread (a default better by more is `yes` too).\n\n"
         "| data | seeds with integer codes used | recipe | default (saved) | recipe (saved) "
         "| recipe - default | spread (larger std) | within |\n"
         "|---|---|---|---:|---:|---:|---:|---|\n" + verdict_lines + "\n"
