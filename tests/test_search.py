@@ -58,12 +58,21 @@ def test_auto_needs_validation_rows_and_labels():
         Distiller(LinearTeacher(W), MLP(4, 3), temperature="hot", progress=False).fit(X, y)
 
 
-def test_method_auto_tries_each_method_at_the_given_pair_and_records_the_choice():
+@pytest.fixture(scope="module")
+def auto_three_classes():
+    """One ``method="auto"`` fit on three classes, shared by the tests that read its search."""
     X, y, W = _data()
     d = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), temperature=2.0, alpha=0.9,
                   method="auto", epochs=6, validation_fraction=0.25, progress=False,
                   device="cpu")  # fmt: skip
-    d.fit(X, y)
+    return d.fit(X, y), W
+
+
+def test_method_auto_tries_each_method_at_the_given_pair_and_records_the_choice(
+    auto_three_classes,
+):
+    d, W = auto_three_classes
+    X, y, _ = _data()
     trials = d.search_["trials"]
     assert [t["method"] for t in trials if not t["standardize"]] == list(METHODS)
     assert {(t["temperature"], t["alpha"]) for t in trials} == {(2.0, 0.9)}
@@ -76,12 +85,8 @@ def test_method_auto_tries_each_method_at_the_given_pair_and_records_the_choice(
     assert plain.method_ == "dist" and not hasattr(plain, "search_")
 
 
-def test_method_auto_also_tries_standardised_logits_with_three_classes_only():
-    X, y, W = _data()
-    d = Distiller(LinearTeacher(W), MLP(4, 3, hidden=(8,)), temperature=2.0, alpha=0.9,
-                  method="auto", epochs=6, validation_fraction=0.25, progress=False,
-                  device="cpu")  # fmt: skip
-    d.fit(X, y)
+def test_method_auto_also_tries_standardised_logits_with_three_classes_only(auto_three_classes):
+    d, _ = auto_three_classes
     trials = d.search_["trials"]
     assert [(t["method"], t["standardize"]) for t in trials] == [
         *[(m, False) for m in METHODS],
