@@ -20,7 +20,7 @@ user would (``crosskd.cli.main``), with nothing but ``--data``, ``--target``, ``
 - ``health_insurance`` (fresh): Ecdat ``HI``, 22,272 wives, ``hhi`` (``yes`` / ``no``);
   ``hhi2`` (another coding of the target) dropped.
 
-Three recipes, the same seeds (the seed sets the split and every initialisation):
+Three recipes by default, the same seeds (the seed sets the split and every initialisation):
 
 - ``default``: no flags: the recipe a user gets (``--integer-codes auto``: integer columns that
   may be codes are read as categories too only when the student alone does better with them on
@@ -29,6 +29,9 @@ Three recipes, the same seeds (the seed sets the split and every initialisation)
   before integer codes existed);
 - ``searched``: ``--temperature auto --alpha auto`` (12 pairs of T and alpha tried with short runs
   and chosen on the validation rows: about 3x the training compute).
+
+``--recipes`` runs others beside the default instead of the last two: ``dist`` (``--method dist``),
+``clip10`` / ``clip30`` / ``clip100`` (``--clip N``, the encoder's clip of the scaled inputs).
 
 Reported on the test rows, used for nothing else: the teacher, the student alone (baseline), the
 distilled student and the student the run saved (``selection``: the distilled one unless the
